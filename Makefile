@@ -1,0 +1,67 @@
+# ringrift-operator. Every target does its own set-up: the virtualenv (.venv) and the sandbox's
+# Go-built binaries (cached outside the work tree, see hack/build-tools.sh).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+TOOLS_BIN := $(shell hack/build-tools.sh --print-bindir)
+export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
+SANDBOX_DIR ?= $(CURDIR)/.sandbox
+NODES ?= h100:2,gh200:1,a100:4,l40s:2,rtx4090:4,rtx3090:2,cpu:2
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## create the virtualenv with the package and dev tools
+
+.PHONY: tools
+tools: ## build etcd, kube-*, kubectl, kwok and helm from the Go module proxy (cached)
+	@hack/build-tools.sh
+
+.PHONY: lint
+lint: venv ## ruff, mypy --strict and the import layering
+	ruff check .
+	ruff format --check operator tests
+	mypy
+	lint-imports
+
+.PHONY: fmt
+fmt: venv ## format the code
+	ruff format operator tests
+	ruff check --fix .
+
+.PHONY: test-unit
+test-unit: venv ## unit tests only (no cluster)
+	pytest -m 'not e2e' $(PYTEST_ARGS)
+
+.PHONY: test
+test: venv tools ## the whole suite: unit tests and e2e on the sandbox cluster
+	pytest $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: venv tools ## e2e tests only
+	pytest -m e2e $(PYTEST_ARGS)
+
+.PHONY: sandbox-up
+sandbox-up: venv tools ## start the sandbox cluster in the background ($(SANDBOX_DIR))
+	ringrift-sandbox up --dir $(SANDBOX_DIR) --nodes $(NODES)
+
+.PHONY: sandbox-down
+sandbox-down: venv ## stop the sandbox cluster, leaving no process behind
+	ringrift-sandbox down --dir $(SANDBOX_DIR)
+
+.PHONY: clean
+clean: ## remove the virtualenv and caches in the work tree (not the Go-built binaries)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(SANDBOX_DIR)

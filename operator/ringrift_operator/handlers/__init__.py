@@ -1,0 +1,1 @@
+"""The only package that imports kopf: thin wiring from kopf events to reconcilers."""

@@ -1,0 +1,1 @@
+"""The adapter to the API server: list/watch/create/bind/patch and snapshots."""

@@ -1,0 +1,1 @@
+"""Leader-only background loops and the loop runner (the seed's LoopManager)."""

@@ -1,0 +1,1 @@
+"""Observe, decide (managers), act (kube, state), return the new status."""

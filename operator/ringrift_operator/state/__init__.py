@@ -1,0 +1,1 @@
+"""The aiosqlite history store (the seed's StateManager) and its migrations."""

@@ -1,0 +1,1 @@
+"""Health, readiness, status and Prometheus metrics endpoints."""

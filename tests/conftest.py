@@ -1,0 +1,83 @@
+"""Shared fixtures. e2e tests get one real sandbox cluster per session (``sandbox``); a missing
+binary or a failed start is an error, never a skip, so a broken sandbox cannot pass as green."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+E2E_NODES = os.environ.get(
+    "RINGRIFT_E2E_NODES", "h100:2,gh200:1,a100:2,l40s:2,rtx4090:2,rtx3090:1,cpu:2,small:1"
+)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from ringrift_sandbox.cluster import Sandbox
+
+    # SIGTERM (CI timeouts, `kill`) should tear the cluster down like Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    directory = Path(os.environ.get("RINGRIFT_SANDBOX_DIR") or tmp_path_factory.mktemp("sandbox"))
+    box = Sandbox(directory, nodes=E2E_NODES)
+    box.start()
+    print(f"\nsandbox started in {box.timings['start']:.1f}s at {directory}")
+    try:
+        yield box
+    finally:
+        box.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def api_client(sandbox: Any) -> Iterator[Any]:
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def core(api_client: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def namespace(core: Any, sandbox: Any) -> Iterator[str]:
+    """A fresh namespace with its default ServiceAccount, deleted afterwards."""
+    from kubernetes import client
+
+    from ringrift_sandbox.cluster import wait_for
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        f"default ServiceAccount in {name}",
+        lambda: core.read_namespaced_service_account("default", name) is not None,
+        timeout=30,
+    )
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is marked e2e."""
+    for item in items:
+        if "/tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
