@@ -73,7 +73,19 @@ def namespace(core: Any, sandbox: Any) -> Iterator[str]:
     try:
         yield name
     finally:
+        # Wait until it is gone, pods included: the next test starts with the capacity back.
         core.delete_namespace(name)
+
+        def gone() -> bool:
+            from kubernetes.client.rest import ApiException
+
+            try:
+                core.read_namespace(name)
+            except ApiException as e:
+                return e.status == 404
+            return False
+
+        wait_for(f"namespace {name} deleted", gone, timeout=90)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -81,3 +93,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def simulator(sandbox: Any) -> Iterator[Any]:
+    """The workload simulator: plays the container of the operator's pods on KWOK nodes."""
+    from ringrift_sandbox.simulator import start_simulator
+
+    sim = start_simulator(sandbox)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(sandbox: Any, crds_installed: Any, simulator: Any) -> Iterator[Any]:
+    """The operator, run as its own process (``ringrift-operator run``) against the sandbox."""
+    from operator_support import start_operator
+
+    proc = start_operator(sandbox, name="operator")
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ringrift_sandbox.kwokstages import kwok_config_yaml
-from ringrift_sandbox.nodes import build_node, parse_node_spec
+from ringrift_sandbox.nodes import LOST_ANNOTATION, build_node, parse_node_spec
 from ringrift_sandbox.pki import Pki, ensure_pki
 from ringrift_sandbox.tools import find_tool
 
@@ -393,6 +393,25 @@ class Sandbox:
             except urllib.error.HTTPError as e:
                 if e.code != 409:
                     raise SandboxError(f"creating node {node['metadata']['name']}: {e}") from e
+
+    def set_node_lost(self, name: str, lost: bool = True) -> None:
+        """Simulate losing a node (its kubelet stops: Ready=False, as the node lifecycle
+        controller would report it) or getting it back. KWOK keeps renewing node leases
+        whatever we do, so the condition is set directly and the heartbeat stage skips it."""
+        annotations = {LOST_ANNOTATION: "true" if lost else None}
+        self.request("PATCH", f"/api/v1/nodes/{name}", {"metadata": {"annotations": annotations}},
+                     content_type="application/merge-patch+json")  # fmt: skip
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ready = {
+            "type": "Ready",
+            "status": "False" if lost else "True",
+            "reason": "KubeletStopped" if lost else "KubeletReady",
+            "message": "simulated node loss" if lost else "kubelet is posting ready status",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        self.request("PATCH", f"/api/v1/nodes/{name}/status", {"status": {"conditions": [ready]}},
+                     content_type="application/strategic-merge-patch+json")  # fmt: skip
 
     def ready_nodes(self) -> list[str]:
         items = self.get("/api/v1/nodes")["items"]

@@ -57,6 +57,8 @@ spec:
     - key: .status.phase
       operator: In
       values: [Running]
+    - key: '.metadata.annotations["sandbox.ringrift.ai/lost"]'
+      operator: DoesNotExist
   delay:
     durationMilliseconds: 60000
     jitterDurationMilliseconds: 65000

@@ -14,7 +14,8 @@ from typing import Any
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_MANAGED = "fake"  # KWOK heartbeats nodes carrying this value
-KWOK_RELEASED = "released"  # set by the tests to stop heartbeats (simulated node loss)
+KWOK_RELEASED = "released"  # any value but KWOK_MANAGED: KWOK stops acting for the node
+LOST_ANNOTATION = "sandbox.ringrift.ai/lost"  # a "lost" node: Ready=False, no heartbeat stage
 SANDBOX_LABEL = "sandbox.ringrift.ai/node-class"
 
 

@@ -1,1 +1,2 @@
-"""Pydantic models of the custom resources and their conditions; the CRDs are generated from here."""
+"""Pydantic models of the custom resources, their conditions and the operator settings; the
+CRDs are generated from here."""

@@ -226,6 +226,13 @@ class SelfplayJobStatus(WireModel):
     attempts: int = Field(
         default=0, ge=0, le=MAX_BACKOFF_LIMIT + 1, description="Attempts started so far."
     )
+    failed_attempts: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_BACKOFF_LIMIT + 1,
+        description="Attempts that failed (pod failed or its node was lost); the job Fails when "
+        "this exceeds spec.backoffLimit.",
+    )
     games_completed: int = Field(
         default=0, ge=0, le=MAX_GAMES, description="Games written by finished attempts."
     )

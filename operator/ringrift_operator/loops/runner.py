@@ -177,7 +177,7 @@ class LoopRunner:
     async def stop_all(
         self,
         *,
-        timeout: float = DEFAULT_STOP_TIMEOUT,  # noqa: ASYNC109
+        timeout: float = DEFAULT_STOP_TIMEOUT,
     ) -> StopResult:
         """Cancel every loop and wait up to ``timeout`` seconds (real time) for them to end."""
         self._stopping = True

@@ -41,11 +41,8 @@ from ringrift_operator.api.common import (
 from ringrift_operator.api.contract import (
     CONTAINER_DATA_DIR,
     EXIT_BAD_INPUT,
-    GAMES_SUBDIR,
     HOST_DATA_DIR,
-    MODELS_SUBDIR,
     TERMINATION_MESSAGE_PATH,
-    TRAINING_SUBDIR,
     Env,
     JobKind,
 )
@@ -362,7 +359,7 @@ def build_selfplay_pod(
         script=script_for(JobKind.SELFPLAY, engine_mode=engine_mode),
         profile=profile,
         gpus=max(0, gpus),
-        output_dir=f"{CONTAINER_DATA_DIR}/{GAMES_SUBDIR}/{attempt.config}",
+        output_dir=CONTAINER_DATA_DIR,  # the workload lays out games/, training/, … itself
         env={
             Env.ENGINE_MODE: engine_mode.value,
             Env.GAMES: str(games),
@@ -381,7 +378,7 @@ def build_export_pod(*, attempt: Attempt, settings: WorkloadSettings) -> JsonDic
         script=WorkloadScript.EXPORT,
         profile=Profile.EXPORT,
         gpus=0,
-        output_dir=f"{CONTAINER_DATA_DIR}/{TRAINING_SUBDIR}/{attempt.config}",
+        output_dir=CONTAINER_DATA_DIR,  # the workload lays out games/, training/, … itself
         env={Env.SEED: str(attempt.seed)},
     )
 
@@ -412,7 +409,7 @@ def build_training_pod(
         script=WorkloadScript.TRAINING,
         profile=Profile.TRAINING,
         gpus=max(1, gpus),
-        output_dir=f"{CONTAINER_DATA_DIR}/{MODELS_SUBDIR}/{attempt.config}",
+        output_dir=CONTAINER_DATA_DIR,  # the workload lays out games/, training/, … itself
         env=env,
         shard=distributed.node_rank if distributed is not None else None,
     )
@@ -438,7 +435,7 @@ def build_gauntlet_pod(
         script=WorkloadScript.GAUNTLET,
         profile=Profile.GAUNTLET,
         gpus=max(0, gpus),
-        output_dir=f"{CONTAINER_DATA_DIR}/{GAUNTLET_SUBDIR}/{attempt.config}",
+        output_dir=CONTAINER_DATA_DIR,  # the workload lays out games/, training/, … itself
         env={
             Env.MODEL_PATH: model_path,
             Env.OPPONENTS: ",".join(opponents),

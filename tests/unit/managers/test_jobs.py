@@ -291,8 +291,7 @@ class TestEveryPod:
         assert env[Env.CONFIG] == "square8_2p"
         assert (env[Env.BOARD], env[Env.PLAYERS]) == ("square8", "2")
         assert env[Env.DATA_DIR] == CONTAINER_DATA_DIR
-        assert env[Env.OUTPUT_DIR].startswith(f"{CONTAINER_DATA_DIR}/")
-        assert env[Env.OUTPUT_DIR].endswith("/square8_2p")
+        assert env[Env.OUTPUT_DIR] == CONTAINER_DATA_DIR  # the contract: layout under DATA_DIR
         assert (env[Env.EPOCH], env[Env.ATTEMPT]) == ("7", "1")
         assert env[Env.SEED].isdigit()
 
@@ -438,7 +437,7 @@ class TestKindSpecificEnv:
         assert env[Env.ENGINE_MODE] == "gumbel-mcts"
         assert env[Env.GAMES] == "500"
         assert env[Env.MODEL_PATH] == "/data/models/square8_2p/g3.pt"
-        assert env[Env.OUTPUT_DIR] == "/data/games/square8_2p"
+        assert env[Env.OUTPUT_DIR] == "/data"
         assert container(pod)["command"][1] == "scripts/generate_gumbel_selfplay.py"
         assert pod["metadata"]["name"] == "sq8-sp-1"
 
@@ -448,13 +447,13 @@ class TestKindSpecificEnv:
 
     def test_export(self) -> None:
         pod = build_export_pod(attempt=attempt(), settings=SETTINGS)
-        assert env_of(pod)[Env.OUTPUT_DIR] == "/data/training/square8_2p"
+        assert env_of(pod)[Env.OUTPUT_DIR] == "/data"
         assert pod["metadata"]["name"] == "sq8-ex-1"
 
     def test_single_node_training(self) -> None:
         pod = build_training_pod(attempt=attempt(number=2), settings=SETTINGS, model_path="m.pt")
         env = env_of(pod)
-        assert env[Env.OUTPUT_DIR] == "/data/models/square8_2p"
+        assert env[Env.OUTPUT_DIR] == "/data"
         assert env[Env.MODEL_PATH] == "m.pt"
         assert Env.WORLD_SIZE not in env
         assert pod["metadata"]["name"] == "sq8-tr-2"

@@ -1,0 +1,110 @@
+"""Operator settings: one validated object, read from environment variables (``RINGRIFT_*``) and
+an optional YAML/JSON file (the Helm chart's ConfigMap), rejected with a message naming the bad
+setting. Built once at startup and passed down; never read from the environment elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ringrift_operator.api.contract import HOST_DATA_DIR
+
+ENV_PREFIX = "RINGRIFT_"
+
+
+class SettingsError(ValueError):
+    """Invalid operator settings; the message lists every bad setting."""
+
+
+class WorkloadImageSettings(BaseModel):
+    """The workload image and how its pods are made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str = Field(
+        default="ghcr.io/ringrift/ai-service:latest",
+        min_length=1,
+        description="Image of the RingRift workload (must honour the workload contract).",
+    )
+    image_pull_policy: str = Field(default="IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    data_host_path: str = Field(
+        default=HOST_DATA_DIR, description="hostPath of the node-local data directory."
+    )
+    architectures: tuple[str, ...] = Field(
+        default=("amd64", "arm64"), min_length=1, description="Architectures the image runs on."
+    )
+    commands: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Command per workload script (search-selfplay, gpu-selfplay, export, "
+        "training, gauntlet); unset ones use the seed's script names.",
+    )
+
+
+class OperatorSettings(BaseModel):
+    """Everything the operator process is configured with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workload: WorkloadImageSettings = Field(default_factory=WorkloadImageSettings)
+    workers: int = Field(default=16, ge=1, le=256, description="Concurrent reconciles.")
+    resync_seconds: int = Field(
+        default=30, ge=1, le=3600, description="Every resource is reconciled at least this often."
+    )
+    history_path: str = Field(
+        default="/var/lib/ringrift-operator/history.db",
+        description="SQLite history store (job attempts, reputation, Elo, gauntlet games).",
+    )
+    reputation_window_seconds: int = Field(
+        default=3600, ge=60, description="Failures on a node count against it for this long."
+    )
+    namespace: str = Field(
+        default="", description="Watch only this namespace; empty watches all namespaces."
+    )
+
+
+def load_settings(
+    *, environ: Mapping[str, str] | None = None, file: str | Path | None = None
+) -> OperatorSettings:
+    """Settings from a file (YAML or JSON) overlaid by ``RINGRIFT_*`` variables.
+
+    Variables map onto fields by name: ``RINGRIFT_WORKERS=32``, ``RINGRIFT_WORKLOAD__IMAGE=…``
+    (``__`` descends into a section). Values are parsed as JSON when they parse, else strings.
+    """
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    path = file or env.get(f"{ENV_PREFIX}SETTINGS_FILE")
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise SettingsError(f"cannot read settings file {path}: {e}") from e
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"settings file {path} must hold a mapping")
+        data.update(loaded)
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}SETTINGS_FILE":
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] not in OperatorSettings.model_fields:
+            continue  # other RINGRIFT_ variables belong to other programs (agent, workload)
+        target = data
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        try:
+            target[parts[-1]] = json.loads(raw)
+        except ValueError:
+            target[parts[-1]] = raw
+    try:
+        return OperatorSettings.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise SettingsError(f"invalid operator settings: {problems}") from e

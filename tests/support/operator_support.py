@@ -1,0 +1,106 @@
+"""Running the operator as a process against the sandbox, and small helpers for e2e tests of
+the resources it reconciles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests_support import poll
+
+GROUP, VERSION = "ringrift.ai", "v1alpha1"
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_operator(
+    sandbox: Any, *, name: str, env: dict[str, str] | None = None, wait: bool = True
+) -> OperatorProcess:
+    directory = sandbox.directory / name
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "operator.log"
+    environ = {
+        **os.environ,
+        "RINGRIFT_HISTORY_PATH": str(directory / "history.db"),
+        "RINGRIFT_RESYNC_SECONDS": "5",
+        **(env or {}),
+    }
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ringrift_operator.cli", "run",
+             f"--kubeconfig={sandbox.kubeconfig}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ,
+            start_new_session=True,
+        )  # fmt: skip
+    proc = OperatorProcess(process, log_path)
+    if wait:
+        wait_started(proc, timeout=60)
+    return proc
+
+
+def wait_started(proc: OperatorProcess, *, timeout: float) -> None:
+    """Until the operator logs that its controller runs; fails at once if it exits."""
+    deadline = time.monotonic() + timeout
+    while "controller started" not in proc.log():
+        if not proc.alive():
+            raise AssertionError(f"operator exited:\n{proc.log()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"operator not started after {timeout}s:\n{proc.log()[-3000:]}")
+        time.sleep(0.2)
+
+
+def spj(name: str, **spec: Any) -> dict[str, Any]:
+    """A SelfplayJob body with sensible defaults (square8, 2 players, heuristic, 10 games)."""
+    body_spec = {"board": "square8", "players": 2, "engineMode": "heuristic", "games": 10,
+                 "gpus": 1, **spec}  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SelfplayJob",
+        "metadata": {"name": name},
+        "spec": body_spec,
+    }
+
+
+def wait_for_status(
+    custom: Any, namespace: str, name: str, until: Any, *, timeout: float = 60, what: str = ""
+) -> dict[str, Any]:
+    def fetch() -> dict[str, Any]:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "selfplayjobs", name
+        )
+        return obj
+
+    return poll(
+        fetch,
+        until=lambda o: bool(until(o.get("status") or {})),
+        timeout=timeout,
+        what=what or f"SelfplayJob {namespace}/{name} status",
+    )
+
+
+def elapsed(start: float) -> float:
+    return time.monotonic() - start
