@@ -59,8 +59,16 @@ sandbox-up: venv tools ## start the sandbox cluster in the background ($(SANDBOX
 	ringrift-sandbox up --dir $(SANDBOX_DIR) --nodes $(NODES)
 
 .PHONY: sandbox-down
-sandbox-down: venv ## stop the sandbox cluster, leaving no process behind
-	ringrift-sandbox down --dir $(SANDBOX_DIR)
+sandbox-down: venv ## stop the sandbox cluster (and a demo operator), leaving no process behind
+	python -m ringrift_sandbox.demo down --dir $(SANDBOX_DIR)
+
+.PHONY: demo
+demo: venv tools ## sandbox + CRDs + operator + sample self-play, then kubectl get trainingruns
+	python -m ringrift_sandbox.demo up --dir $(SANDBOX_DIR)
+
+.PHONY: demo-down
+demo-down: venv ## stop the demo's operator and sandbox
+	python -m ringrift_sandbox.demo down --dir $(SANDBOX_DIR)
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the Go-built binaries)

@@ -96,15 +96,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def simulator(sandbox: Any) -> Iterator[Any]:
-    """The workload simulator: plays the container of the operator's pods on KWOK nodes."""
-    from ringrift_sandbox.simulator import start_simulator
-
-    sim = start_simulator(sandbox)
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def simulator(sandbox: Any) -> Any:
+    """The workload simulator the sandbox runs: plays the container of the operator's pods."""
+    assert sandbox.simulator is not None
+    return sandbox.simulator
 
 
 @pytest.fixture(scope="session")

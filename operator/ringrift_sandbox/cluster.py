@@ -128,6 +128,10 @@ class Sandbox:
     nodes: str = DEFAULT_NODES
     node_monitor_grace_seconds: int = 20
     start_timeout: float = 120.0
+    simulate_workloads: bool = True  # run the workload simulator (completes operator pods)
+    agents: bool = True  # run one node agent per simulated node (the data plane)
+    simulator: Any = None  # SimulatorProcess while running
+    agent_fleet: Any = None  # AgentFleet while running
     components: dict[str, Component] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
@@ -185,15 +189,38 @@ class Sandbox:
             self._write_state()
             self._create_nodes([build_node(s) for s in node_specs])
             self._wait_ready(len(node_specs))
+            self._start_data_plane()
+            self._write_state()
         except BaseException:
             self.stop()
             raise
         self.timings["start"] = time.monotonic() - t0
         log.info("sandbox up in %.1fs: %s", self.timings["start"], self.kubeconfig)
 
+    def _start_data_plane(self) -> None:
+        from ringrift_sandbox.agents import start_agents
+        from ringrift_sandbox.simulator import start_simulator
+
+        t0 = time.monotonic()
+        if self.simulate_workloads:
+            self.simulator = start_simulator(self)
+        if self.agents:
+            self.agent_fleet = start_agents(self)
+        self.timings["data-plane"] = time.monotonic() - t0
+
+    def agent_token(self) -> str:
+        """The shared token the node agents require (the operator presents it too)."""
+        return (self.directory / "agent-token").read_text().strip()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate every component in reverse start order — the API server before etcd, or it
         hangs on shutdown — then make sure the ports are free."""
+        if self.agent_fleet is not None:
+            self.agent_fleet.stop()
+            self.agent_fleet = None
+        if self.simulator is not None:
+            self.simulator.stop()
+            self.simulator = None
         for name in reversed(START_ORDER):
             comp = self.components.get(name)
             if not comp or not comp.process:
