@@ -7,6 +7,7 @@ and by reconcilers that build owned objects. Pure: pydantic and the standard lib
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -387,7 +388,9 @@ def parse_resource(model: type[ResourceT], body: Mapping[str, Any], *, kind: str
             errors=[FieldError(path="kind", message=f"expected {kind}, got {plain['kind']!r}")],
         )
     try:
-        return model.model_validate(plain)
+        # Strict JSON validation: "2" is not an integer and "yes" not a boolean, as on the API
+        # server; enums and timestamps still parse from their JSON strings.
+        return model.model_validate_json(json.dumps(plain), strict=True)
     except ValidationError as exc:
         errors = [
             FieldError(path=format_path(e["loc"]), message=e["msg"].removeprefix("Value error, "))

@@ -67,6 +67,12 @@ class OperatorSettings(BaseModel):
     namespace: str = Field(
         default="", description="Watch only this namespace; empty watches all namespaces."
     )
+    agent_token_file: str = Field(
+        default="/var/run/ringrift/agent-token",
+        min_length=1,
+        description="File holding the node agents' shared token (a mounted Secret); the "
+        "operator presents it when it collects manifests and asks agents to pull.",
+    )
 
 
 def load_settings(
