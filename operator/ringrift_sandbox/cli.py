@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ringrift_sandbox.cluster import DEFAULT_NODES, Sandbox, SandboxError, read_state
+from ringrift_sandbox.tools import tools_bindir
 
 
 def _serve(directory: Path, nodes: str) -> int:
@@ -62,7 +63,7 @@ def _up(directory: Path, nodes: str, timeout: float) -> int:
             timings = json.loads((directory / "ready").read_text())
             print(f"sandbox up in {timings.get('start', 0):.1f}s ({nodes})")
             print(f"  export KUBECONFIG={directory / 'kubeconfig'}")
-            print(f"  export PATH={Path(sys.executable).parent}:$PATH  # kubectl, helm via make")
+            print(f"  export PATH={tools_bindir()}:$PATH  # the sandbox's kubectl and helm")
             print(f"  logs: {directory / 'logs'}; stop with: make sandbox-down")
             return 0
         if (directory / "failed").exists() or proc.poll() is not None:
