@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# CI runs the property tests on a fixed set of examples, so a green main stays green; locally
+# they explore new examples every run.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 E2E_NODES = os.environ.get(
     "RINGRIFT_E2E_NODES", "h100:2,gh200:1,a100:2,l40s:2,rtx4090:2,rtx3090:1,cpu:2,small:1"
@@ -107,7 +114,10 @@ def operator(sandbox: Any, crds_installed: Any, simulator: Any) -> Iterator[Any]
     """The operator, run as its own process (``ringrift-operator run``) against the sandbox."""
     from operator_support import start_operator
 
-    proc = start_operator(sandbox, name="operator")
+    token_file = sandbox.directory / "agent-token"
+    proc = start_operator(
+        sandbox, name="operator", env={"RINGRIFT_AGENT_TOKEN_FILE": str(token_file)}
+    )
     try:
         yield proc
     finally:

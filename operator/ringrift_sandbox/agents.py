@@ -100,6 +100,22 @@ class AgentFleet:
         stop_agents(self.agents, timeout=timeout)
         self.stopped = True
 
+    def agent(self, node: str) -> AgentProcess:
+        return next(a for a in self.agents if a.node == node)
+
+    def stop_agent(self, node: str, *, timeout: float = 10.0) -> None:
+        """Stop one node's agent (its Node keeps the annotation, as after a crash)."""
+        stop_agents([self.agent(node)], timeout=timeout)
+
+    def restart_agent(self, node: str, *, timeout: float = 30.0) -> None:
+        """Start a stopped agent again with the same port, data directory and token, and wait
+        until it answers ``/healthz``."""
+        agent = self.agent(node)
+        if agent.alive():
+            return
+        agent.component.start()
+        wait_for(f"agent of {node} to answer /healthz", _all_healthy([agent]), timeout=timeout)
+
 
 def agent_argv(
     *, node: str, data_dir: Path, port: int, kubeconfig: Path | None, token_file: Path

@@ -18,6 +18,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -172,6 +173,9 @@ class Sandbox:
         t0 = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
         cleanup_stale(self.directory)
+        # A fresh cluster every time: state from an earlier run would only confuse.
+        for stale in ("etcd", "nodes"):
+            shutil.rmtree(self.directory / stale, ignore_errors=True)
         node_specs = parse_node_spec(self.nodes)
         pki = ensure_pki(self.directory / "pki")
         self.ports = {

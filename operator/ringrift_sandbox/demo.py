@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ringrift_sandbox.cli import main as sandbox_main
+from ringrift_sandbox.cluster import free_port
 from ringrift_sandbox.simulator import set_rules
 from ringrift_sandbox.tools import find_tool
 
@@ -55,6 +56,7 @@ def start_operator(directory: Path) -> int:
         "RINGRIFT_HISTORY_PATH": str(directory / "history.db"),
         "RINGRIFT_AGENT_TOKEN_FILE": str(directory / "agent-token"),
         "RINGRIFT_RESYNC_SECONDS": "10",
+        "RINGRIFT_HTTP_PORT": str(free_port()),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "ringrift_operator.cli", "run",
@@ -92,6 +94,24 @@ def phases(directory: Path, plural: str) -> dict[str, str]:
     return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "") for i in items}
 
 
+def watch(directory: Path, plural: str, *, deadline: float, t0: float) -> bool:
+    """Print ``kubectl get <plural> -o wide`` whenever it changes, until all are finished."""
+    last = ""
+    while time.monotonic() < deadline:
+        table = kubectl(directory, "get", plural, "-o", "wide")
+        if table != last:
+            print(f"\n$ kubectl get {plural} -o wide   # t+{time.monotonic() - t0:.0f}s")
+            print(table, end="", flush=True)
+            last = table
+        current = phases(directory, plural)
+        if current and all(p in TERMINAL for p in current.values()):
+            return True
+        time.sleep(2)
+    print(f"\n{plural} did not all finish in time; see {directory / 'operator.log'}",
+          file=sys.stderr)  # fmt: skip
+    return False
+
+
 def up(directory: Path, nodes: str, timeout: float) -> int:
     t0 = time.monotonic()
     print(f"==> sandbox cluster ({nodes})", flush=True)
@@ -103,25 +123,41 @@ def up(directory: Path, nodes: str, timeout: float) -> int:
     print("==> operator", flush=True)
     pid = start_operator(directory)
     print(f"    running as pid {pid}, log {directory / 'operator.log'}")
-    # Simulated workloads take a few seconds each, so the table shows them running.
-    set_rules(directory, [{"namespace": "default", "durationMs": 4000}])
+    # Simulated workloads take a few seconds each, so the tables show them running; the
+    # sample gauntlet is told how well the new model plays (a real workload decides itself).
+    set_rules(
+        directory,
+        [
+            {"namespace": "default", "selector": "ringrift.ai/job-kind=gauntlet",
+             "durationMs": 3000, "env": {"RINGRIFT_SAMPLE_WIN_RATE_PERCENT": "70"}},
+            {"namespace": "default", "durationMs": 4000},
+        ],
+    )  # fmt: skip
     print("==> sample self-play (manifests/demo/)", flush=True)
     print(kubectl(directory, "apply", "-f", str(REPO / "manifests" / "demo")), end="")
     deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        table = kubectl(directory, "get", "selfplayjobs", "-o", "wide")
-        if table != last:
-            print(f"\n$ kubectl get selfplayjobs -o wide   # t+{time.monotonic() - t0:.0f}s")
-            print(table, end="", flush=True)
-            last = table
-        current = phases(directory, "selfplayjobs")
-        if current and all(p in TERMINAL for p in current.values()):
-            break
-        time.sleep(2)
-    else:
-        print(f"\nthe demo jobs did not all finish within {timeout:.0f}s", file=sys.stderr)
+    if not watch(directory, "selfplayjobs", deadline=deadline, t0=t0):
         return 1
+    print("\n==> training: sync, export, train, gauntlet, promotion", flush=True)
+    if not watch(directory, "trainingruns", deadline=deadline, t0=t0):
+        return 1
+    print(kubectl(directory, "get", "syncplans"), end="")
+    if phases(directory, "trainingruns").get("square8-2p-gen1") == "Promoted":
+        print("\n==> self-play on the promoted model (manifests/demo/next/)", flush=True)
+        print(kubectl(directory, "apply", "-f", str(REPO / "manifests" / "demo" / "next")), end="")
+        if not watch(directory, "selfplayjobs", deadline=deadline, t0=t0):
+            return 1
+        pod = json.loads(kubectl(directory, "get", "selfplayjob", "square8-2p-gen1-selfplay",
+                                 "-o", "json"))["status"].get("pod", "")  # fmt: skip
+        env = kubectl(
+            directory,
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.spec.containers[0].env[?(@.name=='RINGRIFT_MODEL_PATH')].value}",
+        )
+        print(f"    {pod} played with RINGRIFT_MODEL_PATH={env}")
     print("\n$ kubectl get trainingruns")
     print(kubectl(directory, "get", "trainingruns") or "No resources found.\n", end="")
     print(

@@ -30,3 +30,17 @@ def crds_installed(kubectl: Kubectl, api_client: Any) -> dict[str, Any]:
     from kubernetes import client
 
     return install_crds(kubectl, client.ApiextensionsV1Api(api_client))
+
+
+@pytest.fixture(scope="module")
+def no_operator(sandbox: Any) -> Any:
+    """Pause every operator the tests started (they would write status into this module's
+    objects), and start them again afterwards."""
+    from operator_support import LIVE, restart_in_place
+
+    paused = [p for p in LIVE if p.alive()]
+    for proc in paused:
+        proc.stop()
+    yield
+    for proc in paused:
+        restart_in_place(proc, sandbox, name=proc.log_path.parent.name)

@@ -42,7 +42,7 @@ from ringrift_operator.api.conditions import (
 )
 from ringrift_operator.api.meta import InvalidResourceError, parse_resource, rfc3339, to_wire
 
-pytestmark = pytest.mark.usefixtures("crds_installed")
+pytestmark = pytest.mark.usefixtures("crds_installed", "no_operator")
 
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
 CASES = invalid_cases()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ringrift_sandbox.cluster import free_port
 from tests_support import poll
 
 GROUP, VERSION = "ringrift.ai", "v1alpha1"
@@ -20,6 +21,12 @@ GROUP, VERSION = "ringrift.ai", "v1alpha1"
 class OperatorProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    port: int = 0  # /healthz, /readyz, /metrics, /status
+    env: dict[str, str] | None = None  # the extra environment it was started with
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -37,16 +44,29 @@ class OperatorProcess:
                 self.process.wait(timeout=5)
 
 
+LIVE: list[OperatorProcess] = []
+"""Operators started by the tests (the session's, replicas …), so a module can pause them."""
+
+
+def restart_in_place(proc: OperatorProcess, sandbox: Any, *, name: str = "operator") -> None:
+    """Start ``proc`` again (it was stopped), keeping the same object for its fixture's users."""
+    fresh = start_operator(sandbox, name=name, env=proc.env)
+    LIVE.remove(fresh)
+    proc.process, proc.log_path, proc.port = fresh.process, fresh.log_path, fresh.port
+
+
 def start_operator(
     sandbox: Any, *, name: str, env: dict[str, str] | None = None, wait: bool = True
 ) -> OperatorProcess:
     directory = sandbox.directory / name
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "operator.log"
+    port = free_port()
     environ = {
         **os.environ,
         "RINGRIFT_HISTORY_PATH": str(directory / "history.db"),
         "RINGRIFT_RESYNC_SECONDS": "5",
+        "RINGRIFT_HTTP_PORT": str(port),
         **(env or {}),
     }
     with log_path.open("ab") as out:
@@ -56,7 +76,8 @@ def start_operator(
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ,
             start_new_session=True,
         )  # fmt: skip
-    proc = OperatorProcess(process, log_path)
+    proc = OperatorProcess(process, log_path, port, env)
+    LIVE.append(proc)
     if wait:
         wait_started(proc, timeout=60)
     return proc

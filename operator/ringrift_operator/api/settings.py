@@ -47,12 +47,43 @@ class WorkloadImageSettings(BaseModel):
     )
 
 
+class AutopilotSettings(BaseModel):
+    """The leader-only loops that keep GPUs busy without anybody creating jobs by hand."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="Fill idle GPUs with self-play.")
+    namespace: str = Field(default="default", description="Where autopilot jobs are created.")
+    idle_interval_seconds: int = Field(default=15, ge=1, le=3600)
+    games_per_job: int = Field(default=200, ge=1, le=100_000)
+    max_new_jobs_per_tick: int = Field(default=32, ge=1, le=1000)
+    reap_interval_seconds: int = Field(default=60, ge=1, le=86_400)
+    reap_after_seconds: int = Field(
+        default=600, ge=0, description="Finished autopilot jobs older than this are deleted…"
+    )
+    keep_finished: int = Field(default=100, ge=0, description="…beyond the newest this many.")
+    priorities: dict[str, int] = Field(
+        default_factory=dict, description="Static priority per config key (3-8), e.g. hex8_2p: 7."
+    )
+    board_overrides: dict[str, int] = Field(
+        default_factory=dict, description="Extra priority per config key (0-6)."
+    )
+    curriculum_weights: dict[str, int] = Field(
+        default_factory=dict, description="Curriculum weight per config key (-2..+3)."
+    )
+    enabled_configs: list[str] = Field(
+        default_factory=list, description="Configs self-play may pick; empty: all of them."
+    )
+    seed: int | None = Field(default=None, description="Seed of the config draws (tests).")
+
+
 class OperatorSettings(BaseModel):
     """Everything the operator process is configured with."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workload: WorkloadImageSettings = Field(default_factory=WorkloadImageSettings)
+    autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     workers: int = Field(default=16, ge=1, le=256, description="Concurrent reconciles.")
     resync_seconds: int = Field(
         default=30, ge=1, le=3600, description="Every resource is reconciled at least this often."
@@ -66,6 +97,19 @@ class OperatorSettings(BaseModel):
     )
     namespace: str = Field(
         default="", description="Watch only this namespace; empty watches all namespaces."
+    )
+    leader_election: bool = Field(
+        default=True, description="Act only while holding the Lease (one active replica)."
+    )
+    lease_name: str = Field(default="ringrift-operator", min_length=1, max_length=253)
+    lease_namespace: str = Field(
+        default="", description="Namespace of the Lease; empty: $POD_NAMESPACE, else default."
+    )
+    lease_duration_seconds: int = Field(
+        default=15, ge=5, le=300, description="A leader silent this long loses the Lease."
+    )
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="/healthz, /readyz, /metrics, /status (0: off)."
     )
     agent_token_file: str = Field(
         default="/var/run/ringrift/agent-token",

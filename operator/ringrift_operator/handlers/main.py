@@ -22,8 +22,15 @@ from ringrift_operator.api.common import GROUP, VERSION
 from ringrift_operator.api.selfplayjob import KIND as SELFPLAYJOB
 from ringrift_operator.api.selfplayjob import PLURAL as SELFPLAYJOBS
 from ringrift_operator.api.settings import OperatorSettings, SettingsError, load_settings
+from ringrift_operator.api.syncplan import KIND as SYNCPLAN
+from ringrift_operator.api.syncplan import PLURAL as SYNCPLANS
+from ringrift_operator.api.trainingrun import KIND as TRAININGRUN
+from ringrift_operator.api.trainingrun import PLURAL as TRAININGRUNS
 from ringrift_operator.kube.client import load_credentials
 from ringrift_operator.loops.controller import Controller
+from ringrift_operator.web.metrics import install_data_plane_metrics
+from ringrift_operator.web.operator_metrics import install_operator_metrics
+from ringrift_operator.web.server import build_app, start_server
 
 log = logging.getLogger("ringrift.operator")
 
@@ -47,9 +54,27 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330  # a silent stream is restarted, never trusted
     settings.networking.request_timeout = 30
-    memo.controller = await Controller.start(
-        OPTIONS.settings, kubeconfig=OPTIONS.kubeconfig, identity=OPTIONS.identity
-    )
+    # The resources are known; scanning would need cluster-wide list on CRDs and namespaces.
+    settings.scanning.disabled = True
+    controller = await Controller.create(
+        OPTIONS.settings, kubeconfig=OPTIONS.kubeconfig, identity=OPTIONS.identity,
+        on_lost=_exit_on_lost_lease,
+    )  # fmt: skip
+    install_data_plane_metrics(controller.deps)
+    install_operator_metrics(controller.deps)
+    memo.controller = controller
+    if OPTIONS.settings.http_port:
+        app = build_app(status=controller.status, ready=controller.ready,
+                        registry=lambda: controller.deps.registry)  # fmt: skip
+        memo.web = await start_server(app, host="0.0.0.0", port=OPTIONS.settings.http_port)
+    await controller.start()  # standby until this replica holds the Lease
+
+
+def _exit_on_lost_lease(why: str) -> None:
+    """A replica that lost its lease stops acting at once: exit, to be restarted as a standby."""
+    log.error("exiting: %s", why)
+    logging.shutdown()
+    os._exit(3)
 
 
 @kopf.on.login()
@@ -72,11 +97,24 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         await controller.stop()
+    web = memo.get("web")
+    if web is not None:
+        await web.cleanup()
 
 
 @kopf.on.event(GROUP, VERSION, SELFPLAYJOBS)
-def selfplayjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def selfplayjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.observe(SELFPLAYJOB, event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, SYNCPLANS)
+async def syncplan_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe(SYNCPLAN, event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, TRAININGRUNS)
+async def trainingrun_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe(TRAININGRUN, event.get("type"), event["object"])
 
 
 def main(argv: Sequence[str]) -> int:

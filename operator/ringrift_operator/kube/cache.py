@@ -82,7 +82,9 @@ class ClusterCache:
         self._reserved: dict[str, Usage] = defaultdict(Usage)
         self._by_owner: dict[str, set[PodKey]] = defaultdict(set)
         self.listeners: list[Listener] = []
-        self.reputation: dict[str, int] = {}  # node -> recent failures (from the history store)
+        # node -> times (monotonic) of failed attempts there; counted over reputation_window.
+        self.failures: dict[str, list[float]] = defaultdict(list)
+        self.reputation_window = 3600.0
         self.synced = asyncio.Event()
         self._synced_kinds: set[str] = set()
 
@@ -173,7 +175,7 @@ class ClusterCache:
             if name in skip:
                 continue
             used = self._used.get(name, ZERO) + self._reserved.get(name, ZERO)
-            failures = self.reputation.get(name, 0)
+            failures = self.recent_failures(name)
             if used == ZERO and not failures:
                 result.append(base)
                 continue
@@ -188,6 +190,20 @@ class ClusterCache:
                 )
             )
         return result
+
+    def record_failure(self, node: str, *, at: float | None = None) -> None:
+        """A failed attempt on ``node`` (HOST_OFFLINE or a failed pod): its reputation drops
+        for ``reputation_window`` seconds."""
+        self.failures[node].append(time.monotonic() if at is None else at)
+
+    def recent_failures(self, node: str) -> int:
+        times = self.failures.get(node)
+        if not times:
+            return 0
+        horizon = time.monotonic() - self.reputation_window
+        if times[0] < horizon:
+            times[:] = [t for t in times if t >= horizon]
+        return len(times)
 
     def node_ready(self, name: str) -> bool | None:
         """True/False for a known node; None when the node does not exist."""

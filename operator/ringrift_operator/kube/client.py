@@ -13,7 +13,7 @@ import json
 import logging
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,8 @@ class KubeClient:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.stats = RequestStats()
+        self.write_guard: Callable[[], None] | None = None
+        """Called before every guarded write; raises to refuse it (leader election's fence)."""
 
     @classmethod
     async def connect(
@@ -181,7 +183,10 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
         request_timeout: float | None = None,
+        guarded: bool = True,
     ) -> Any:
+        if guarded and method in WRITE_VERBS and self.write_guard is not None:
+            self.write_guard()
         self.stats.record(method, path)
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,20 +18,34 @@ from typing import Any
 from ringrift_operator.api.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME
 from ringrift_operator.api.selfplayjob import KIND as SELFPLAYJOB
 from ringrift_operator.api.settings import OperatorSettings
+from ringrift_operator.api.syncplan import KIND as SYNCPLAN
+from ringrift_operator.api.trainingrun import KIND as TRAININGRUN
 from ringrift_operator.kube.cache import ClusterCache, start_cache_reflectors, stop_tasks
 from ringrift_operator.kube.client import KubeClient, load_credentials
 from ringrift_operator.kube.snapshots import PodRecord
+from ringrift_operator.loops.autopilot import Autopilot
+from ringrift_operator.loops.leadership import LeaderElector
+from ringrift_operator.loops.runner import LoopRunner
 from ringrift_operator.reconcilers.deps import Deps, workload_settings
 from ringrift_operator.reconcilers.selfplayjob import reconcile_selfplayjob
+from ringrift_operator.reconcilers.syncplan import forget_syncplan, reconcile_syncplan
+from ringrift_operator.reconcilers.trainingrun import reconcile_trainingrun
 from ringrift_operator.reconcilers.workqueue import WorkQueue, run_workers
 from ringrift_operator.state.history import HistoryStore
+from ringrift_operator.state.rows import EpochRecord
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 Reconciler = Callable[[Deps, dict[str, Any]], Awaitable[float | None]]
 
-RECONCILERS: dict[str, Reconciler] = {SELFPLAYJOB: reconcile_selfplayjob}
+RECONCILERS: dict[str, Reconciler] = {
+    SELFPLAYJOB: reconcile_selfplayjob,
+    SYNCPLAN: reconcile_syncplan,
+    TRAININGRUN: reconcile_trainingrun,
+}
+# Called when a resource's DELETED event arrives: stop work held in memory for it.
+ON_DELETE: dict[str, Callable[[Deps, dict[str, Any]], None]] = {SYNCPLAN: forget_syncplan}
 TERMINAL = {"Complete", "Failed", "Expired", "Promoted", "Skipped"}
 
 
@@ -40,36 +55,160 @@ class Controller:
         self.queue: WorkQueue[Key] = WorkQueue()
         self.tasks: list[asyncio.Task[Any]] = []
         self.reconciles = 0
+        self.reconcile_failures = 0
+        self.started = False
+        self.elector: LeaderElector | None = None
+        self.autopilot: Autopilot | None = None
+        self.loop_runner: LoopRunner | None = None
         deps.cache.listeners.append(self._on_cache_change)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @classmethod
-    async def start(
-        cls, settings: OperatorSettings, *, kubeconfig: str | None = None, identity: str = ""
+    async def create(
+        cls,
+        settings: OperatorSettings,
+        *,
+        kubeconfig: str | None = None,
+        identity: str = "",
+        on_lost: Callable[[str], None] | None = None,
     ) -> Controller:
+        """Connect and build the dependencies; nothing acts until :meth:`start`."""
         client = await KubeClient.connect(load_credentials(kubeconfig))
-        cache = ClusterCache()
         history = await _open_history(settings)
         deps = Deps(
-            client=client, cache=cache, settings=settings, workload=workload_settings(settings),
-            history=history, identity=identity or "ringrift-operator",
+            client=client, cache=ClusterCache(), settings=settings,
+            workload=workload_settings(settings), history=history,
+            identity=identity or "ringrift-operator",
         )  # fmt: skip
         self = cls(deps)
-        self.tasks += start_cache_reflectors(client, cache)
-        await asyncio.wait_for(cache.synced.wait(), timeout=120)
-        self.tasks.append(
-            asyncio.create_task(
-                run_workers(self.queue, self._reconcile, workers=settings.workers), name="workers"
+        if settings.leader_election:
+            self.elector = LeaderElector(
+                client,
+                namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+                name=settings.lease_name,
+                identity=deps.identity,
+                clock=deps.clock,
+                duration_seconds=settings.lease_duration_seconds,
+                renew_interval=max(1.0, settings.lease_duration_seconds / 5),
+                on_lost=on_lost,
             )
-        )
-        self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
-        if history is not None:
-            self.tasks.append(asyncio.create_task(self._flush_history(history), name="history"))
-        log.info("controller started: %d nodes, %d pods cached", len(cache.nodes), len(cache.pods))
         return self
 
+    async def start(self) -> None:
+        """Wait for the Lease (standby until then), then sync the caches and reconcile."""
+        deps = self.deps
+        if self.elector is not None:
+            await self.elector.acquire()
+            elector = self.elector
+            deps.client.write_guard = elector.write_allowed
+            deps.epoch = lambda: elector.epoch
+            self.tasks.append(asyncio.create_task(elector.run(), name="lease"))
+            if deps.history is not None:
+                deps.history.enqueue(
+                    EpochRecord(epoch=elector.epoch, holder=deps.identity,
+                                acquired_at=deps.clock().timestamp())
+                )  # fmt: skip
+        await self._load_reputation()
+        self.tasks += start_cache_reflectors(deps.client, deps.cache)
+        await asyncio.wait_for(deps.cache.synced.wait(), timeout=120)
+        self.tasks.append(
+            asyncio.create_task(
+                run_workers(self.queue, self._reconcile, workers=deps.settings.workers,
+                            on_duration=self._on_reconcile),
+                name="workers",
+            )
+        )  # fmt: skip
+        self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        if deps.settings.autopilot.enabled:
+            self.autopilot = Autopilot(deps, deps.settings.autopilot)
+            self.loop_runner = LoopRunner(self.autopilot.loops())
+            await self.loop_runner.start_all()
+        if deps.history is not None:
+            self.tasks.append(
+                asyncio.create_task(self._flush_history(deps.history), name="history")
+            )
+        self.started = True
+        log.info("controller started (epoch %d): %d nodes, %d pods cached", deps.epoch(),
+                 len(deps.cache.nodes), len(deps.cache.pods))  # fmt: skip
+
+    async def _load_reputation(self) -> None:
+        """Failures recorded by earlier leaders still count against their nodes."""
+        deps = self.deps
+        window = float(deps.settings.reputation_window_seconds)
+        deps.cache.reputation_window = window
+        if deps.history is None:
+            return
+        now = deps.clock().timestamp()
+        try:
+            events = await deps.history.list_node_reputation(since=now - window)
+        except Exception:
+            log.exception("reading node reputation from the history store failed")
+            return
+        mono = time.monotonic()
+        for rep in events:
+            # Dated by the last failure: they age out together, no later than the newest would.
+            at = mono - (now - (rep.last_failure_at or now))
+            for _ in range(rep.failures):
+                deps.cache.record_failure(rep.node, at=at)
+
+    def _on_reconcile(self, seconds: float, ok: bool) -> None:
+        self.reconcile_failures += 0 if ok else 1
+        self.deps.metrics.reconcile(seconds, ok)
+
+    # ---- health --------------------------------------------------------------------------------
+    def ready(self) -> tuple[bool, str]:
+        if self.elector is not None and not self.started:
+            return (
+                True,
+                f"standby: waiting for lease {self.elector.name} (held by "
+                f"{self.elector.leader or 'nobody'})",
+            )
+        if not self.started:
+            return False, "starting"
+        if self.elector is not None and not self.elector.is_leader():
+            return False, "lost the lease"
+        return True, "ok"
+
+    def status(self) -> dict[str, Any]:
+        """The seed's /status: role, epoch, leader, managers and loops."""
+        deps = self.deps
+        elector = self.elector
+        total, used = deps.cache.gpu_totals()
+        phases: dict[str, dict[str, int]] = {}
+        for (kind, _, _), body in deps.resources.items():
+            phase = (body.get("status") or {}).get("phase") or "Pending"
+            phases.setdefault(kind, {}).setdefault(phase, 0)
+            phases[kind][phase] += 1
+        return {
+            "identity": deps.identity,
+            "role": elector.role if elector else "leader",
+            "epoch": deps.epoch(),
+            "leader": elector.leader if elector else deps.identity,
+            "started": self.started,
+            "managers": {
+                "node_selector": {"status": "healthy", "nodes": len(deps.cache.nodes)},
+                "job_manager": {"status": "healthy", "pods": len(deps.cache.pods),
+                                "gpus_total": total, "gpus_in_use": used},
+                "reconciler": {"status": "healthy" if self.reconcile_failures < 10 else "degraded",
+                               "reconciles": self.reconciles, "failures": self.reconcile_failures,
+                               "queue": len(self.queue)},
+                "state_manager": {"status": "healthy" if deps.history is not None else "degraded",
+                                  "pending_writes": deps.history.pending if deps.history else 0},
+            },
+            "resources": phases,
+            "loops": self.loop_runner.health().as_dict() if self.loop_runner else {},
+            "autopilot": self.autopilot.status() if self.autopilot else {"enabled": False},
+            "requests": {f"{v} {r}": n for (v, r), n in deps.client.stats.counts.items()},
+        }  # fmt: skip
+
     async def stop(self) -> None:
+        if self.loop_runner is not None:
+            await self.loop_runner.stop_all(timeout=10)
         await stop_tasks(self.tasks)
+        if self.elector is not None:
+            await self.elector.release()
+        await self.deps.sync_rounds.close()
+        await self.deps.store.close()
         if self.deps.history is not None:
             try:
                 await self.deps.history.close()
@@ -85,6 +224,8 @@ class Controller:
         if event_type == "DELETED":
             self.deps.resources.pop(key, None)
             self.queue.forget(key)
+            if kind in ON_DELETE:
+                ON_DELETE[kind](self.deps, body)
             asyncio.get_running_loop().create_task(self._delete_pods_of(meta.get("uid", "")))
             return
         self.deps.resources[key] = body

@@ -55,7 +55,7 @@ def estimate_elo_difference(*, wins: int, losses: int, draws: int) -> EloEstimat
     ``s² = Σ(xᵢ - p)² / n`` and the standard error ``se = s / √n``; the interval
     ``p ± 1.96·se`` (normal approximation) is mapped through the monotone Elo curve, so the
     interval is asymmetric in Elo points. ``p`` and the interval ends are first clamped to
-    ``[1/(2n), 1 - 1/(2n)]`` — a sweep counts as n - ½ of n — so that sweeps give a finite
+    ``[1/(2n), 1 - 1/(2n)]`` (n ≥ 2) — a sweep counts as n - ½ of n — so that sweeps give a finite
     difference. A sweep has no spread, so its interval collapses to the point: callers guard
     with a minimum game count. No games at all gives 0 within ±:data:`ELO_DIFF_LIMIT`.
     """
@@ -67,7 +67,8 @@ def estimate_elo_difference(*, wins: int, losses: int, draws: int) -> EloEstimat
     p = (wins + 0.5 * draws) / games
     variance = (wins * (1.0 - p) ** 2 + draws * (0.5 - p) ** 2 + losses * p**2) / games
     se = math.sqrt(variance / games)
-    edge = 1.0 / (2.0 * games)
+    # A single game would clamp to exactly ½ and hide who won; count it as half of two.
+    edge = 1.0 / (2.0 * max(games, 2))
 
     def clamp(x: float) -> float:
         return max(edge, min(1.0 - edge, x))

@@ -41,6 +41,7 @@ from ringrift_operator.managers.selfplayjob import (
     unplaceable,
 )
 from ringrift_operator.reconcilers.deps import Deps
+from ringrift_operator.reconcilers.models import fetch_promoted_model
 from ringrift_operator.state.rows import JobAttempt
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,13 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
         kind=JobKind.SELFPLAY, settings=deps.workload, attempt=attempt, gpus=spec.gpus,
         engine_mode=spec.engine_mode, min_gpu_class=min_class,
     )  # fmt: skip
+    model_path = spec.model or ""
+    if not model_path:  # unpinned: the promoted model of the config, if there is one
+        promoted = await fetch_promoted_model(deps, config=attempt.config)
+        model_path = promoted.uri if promoted is not None else ""
     manifest = build_selfplay_pod(
         attempt=attempt, settings=deps.workload, engine_mode=spec.engine_mode,
-        games=spec.games, gpus=spec.gpus, model_path=spec.model or "",
+        games=spec.games, gpus=spec.gpus, model_path=model_path,
     )  # fmt: skip
     name = manifest["metadata"]["name"]
     key = (job.namespace, name)
@@ -213,7 +218,10 @@ async def _write(deps: Deps, job: SelfplayJob, decision: Decision) -> None:
     new = to_wire(decision.status)
     if new != to_wire(job.status):
         try:
-            await deps.client.patch(f"{job_path(job.namespace, job.name)}/status", {"status": new})
+            written = await deps.client.patch(
+                f"{job_path(job.namespace, job.name)}/status", {"status": new}
+            )
+            deps.remember(KIND, written)
         except ApiError as e:
             if not e.not_found:
                 raise
@@ -259,7 +267,7 @@ def _record_history(deps: Deps, job: SelfplayJob, decision: Decision) -> None:
                 NodeEvent(node=rec.node, kind=NodeEventKind.FAILURE, at=now,
                           reason=rec.reason or "", job=f"{job.namespace}/{job.name}")
             )  # fmt: skip
-            deps.cache.reputation[rec.node] = deps.cache.reputation.get(rec.node, 0) + 1
+            deps.cache.record_failure(rec.node)
 
 
 async def _report_invalid(deps: Deps, body: dict[str, Any], error: InvalidResourceError) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -162,7 +163,10 @@ def test_backoff_stays_within_jitter_of_the_capped_exponential(
 ) -> None:
     config = BackoffConfig(initial=initial, maximum=60.0, multiplier=multiplier, jitter=jitter)
     delay = backoff_delay(failures, config=config, rng=FixedRandom(draw))
-    base = min(60.0, initial * multiplier ** min(failures - 1, 200))
+    # The capped exponential without overflow: past the cap, log-space says so.
+    exponent = failures - 1
+    capped = exponent * math.log(multiplier) >= math.log(60.0 / initial)
+    base = 60.0 if capped else min(60.0, initial * multiplier**exponent)
     assert 0.0 < delay <= 60.0
     assert base * (1 - jitter) - 1e-9 <= delay <= base * (1 + jitter) + 1e-9
 
