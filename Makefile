@@ -37,6 +37,15 @@ lint: venv ## ruff, mypy --strict and the import layering
 	mypy
 	lint-imports
 
+.PHONY: chart-lint
+chart-lint: venv tools ## helm lint --strict the chart; fail if its generated files are stale
+	helm lint --strict charts/ringrift-operator
+	$(PY) hack/render_install.py --check
+
+.PHONY: install-manifest
+install-manifest: venv tools ## refresh the chart's CRD copies, manifests/install.yaml, docs/install.md's values table
+	$(PY) hack/render_install.py
+
 .PHONY: fmt
 fmt: venv ## format the code
 	ruff format operator tests
@@ -53,6 +62,13 @@ test: venv tools ## the whole suite: unit tests and e2e on the sandbox cluster
 .PHONY: test-e2e
 test-e2e: venv tools ## e2e tests only
 	pytest -m e2e $(PYTEST_ARGS)
+
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: venv tools ## benchmarks: placement vs kube-scheduler and the API ceiling, micro, restart (~15 min; BENCH_ARGS=--quick: <3 min)
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: sandbox-up
 sandbox-up: venv tools ## start the sandbox cluster in the background ($(SANDBOX_DIR))
