@@ -82,8 +82,10 @@ class Controller:
         )  # fmt: skip
         self = cls(deps)
         if settings.leader_election:
+            # Its own connection: renewals must never queue behind a burst of reconciles.
+            lease_client = await KubeClient.connect(client.credentials, max_connections=2)
             self.elector = LeaderElector(
-                client,
+                lease_client,
                 namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
                 name=settings.lease_name,
                 identity=deps.identity,
@@ -207,6 +209,7 @@ class Controller:
         await stop_tasks(self.tasks)
         if self.elector is not None:
             await self.elector.release()
+            await self.elector.client.close()
         await self.deps.sync_rounds.close()
         await self.deps.store.close()
         if self.deps.history is not None:
@@ -228,6 +231,9 @@ class Controller:
                 ON_DELETE[kind](self.deps, body)
             asyncio.get_running_loop().create_task(self._delete_pods_of(meta.get("uid", "")))
             return
+        known = self.deps.resources.get(key)
+        if known is not None and _is_older(body, known):
+            return  # a write of ours already brought a newer version (Deps.remember)
         self.deps.resources[key] = body
         self.queue.add(key)
 
@@ -289,6 +295,17 @@ class Controller:
                 await self.deps.client.delete(f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}")
             except Exception as e:
                 log.warning("deleting pod %s/%s failed: %s", pod.namespace, pod.name, e)
+
+
+def _is_older(body: dict[str, Any], known: dict[str, Any]) -> bool:
+    """Whether ``body`` is an older version of the same object than ``known``."""
+    a, b = body.get("metadata") or {}, known.get("metadata") or {}
+    if a.get("uid") != b.get("uid"):
+        return False
+    try:
+        return int(str(a.get("resourceVersion"))) < int(str(b.get("resourceVersion")))
+    except (TypeError, ValueError):
+        return False
 
 
 def _node_signature(node: dict[str, Any] | None) -> tuple[Any, ...] | None:
