@@ -3,7 +3,8 @@ data and capacity; export then training where the games are; distributed trainin
 gang or not at all; a gauntlet over several nodes; promotion into the registry, which the next
 SelfplayJob of the config then plays with; retries and failure.
 
-Every test uses its own board config: the nodes' data directories outlive a test's namespace.
+Every test uses a board config no other e2e module uses: the nodes' data directories outlive a
+test's namespace, and games of a config from elsewhere would count towards its readiness.
 """
 
 from __future__ import annotations
@@ -102,26 +103,26 @@ def test_waits_for_games_exports_trains_where_they_are_and_promotes(
     custom: Any, core: Any, namespace: str, rules: Any, sandbox: Any
 ) -> None:
     rules(selector="ringrift.ai/job-kind=gauntlet", env={WIN_RATE: "80"})
-    create(custom, namespace, PLURAL, tr("promote", "hex8", 2, minMemoryGiB=8))
+    create(custom, namespace, PLURAL, tr("promote", "square8", 4, minMemoryGiB=8))
     pending = wait_run(custom, namespace, "promote",
                        lambda s: s.get("reason") == "NotEnoughGames")  # fmt: skip
     assert pending["phase"] == "Pending"
     assert condition(pending, "DataReady")["status"] == "False"
     assert not pods_by_kind(core, namespace, "promote")
 
-    selfplay(custom, namespace, "games-a", "hex8", 2, games=12)
+    selfplay(custom, namespace, "games-a", "square8", 4, games=12)
     done = wait_run(custom, namespace, "games-a", phase("Complete"), plural="selfplayjobs")
     still = wait_run(custom, namespace, "promote", lambda s: "12 new games" in s.get("message", ""))
     assert still["phase"] == "Pending", "12 of 20 games is not enough"
 
-    selfplay(custom, namespace, "games-b", "hex8", 2, games=12)
+    selfplay(custom, namespace, "games-b", "square8", 4, games=12)
     status = wait_run(custom, namespace, "promote", phase("Promoted", "Complete", "Failed"),
                       timeout=90)  # fmt: skip
     assert status["phase"] == "Promoted", status
     assert status["gamesUsed"] == 24
     assert status["gauntlet"]["winRatePercent"] == 80
     assert status["gauntlet"]["eloDelta"] > 0
-    assert status["model"]["uri"].startswith("file:///data/models/hex8_2p/")
+    assert status["model"]["uri"].startswith("file:///data/models/square8_4p/")
     # Training ran where the games are (self-play chose the most powerful node), never 'small'.
     assert status["node"] == done["node"]
     kinds = pods_by_kind(core, namespace, "promote")
@@ -140,7 +141,7 @@ def test_waits_for_games_exports_trains_where_they_are_and_promotes(
     # The registry and the A/B record, in the history store.
     promoted = poll(
         lambda: history(sandbox, "SELECT uri FROM models WHERE config = ? AND promoted = 1",
-                        ("hex8_2p",)),
+                        ("square8_4p",)),
         until=bool, timeout=10, what="the promoted model in the registry",
     )  # fmt: skip
     assert promoted == [(status["model"]["uri"],)]
@@ -148,15 +149,15 @@ def test_waits_for_games_exports_trains_where_they_are_and_promotes(
         sandbox,
         "SELECT result, COUNT(*) FROM ab_test_games g JOIN ab_tests t "
         "USING (test_id) WHERE t.config = ? GROUP BY result",
-        ("hex8_2p",),
+        ("square8_4p",),
     )
     assert dict(games) == {"win": 8, "loss": 2}
-    elo = history(sandbox, "SELECT rating FROM elo_ratings WHERE config = ?", ("hex8_2p",))
+    elo = history(sandbox, "SELECT rating FROM elo_ratings WHERE config = ?", ("square8_4p",))
     assert elo
     assert elo[0][0] > 1500
 
     # The next SelfplayJob of the config plays with the promoted model.
-    selfplay(custom, namespace, "games-c", "hex8", 2, games=5)
+    selfplay(custom, namespace, "games-c", "square8", 4, games=5)
     pod = wait_run(custom, namespace, "games-c", lambda s: s.get("pod"), plural="selfplayjobs")
     env = env_of(core.read_namespaced_pod(pod["pod"], namespace))
     assert env["RINGRIFT_MODEL_PATH"] == status["model"]["uri"]
@@ -187,12 +188,12 @@ def test_duplicate_data_is_skipped_and_cooldown_holds_the_next_run(
     custom: Any, core: Any, namespace: str, rules: Any
 ) -> None:
     rules(name="first-tr-*", hang=True)  # the first run stays in training
-    selfplay(custom, namespace, "games-a", "hex8", 3, games=20)
+    selfplay(custom, namespace, "games-a", "hexagonal", 3, games=20)
     wait_run(custom, namespace, "games-a", phase("Complete"), plural="selfplayjobs")
-    create(custom, namespace, PLURAL, tr("first", "hex8", 3))
+    create(custom, namespace, PLURAL, tr("first", "hexagonal", 3))
     first = wait_run(custom, namespace, "first", phase("Training"), timeout=60)
 
-    create(custom, namespace, PLURAL, tr("second", "hex8", 3))
+    create(custom, namespace, PLURAL, tr("second", "hexagonal", 3))
     second = wait_run(custom, namespace, "second", phase("Skipped"))
     assert second["reason"] == "DuplicateData"
     assert second["dataHash"] == first["dataHash"]
@@ -200,9 +201,9 @@ def test_duplicate_data_is_skipped_and_cooldown_holds_the_next_run(
     events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=second")
     assert "Skipped" in {e.reason for e in events.items}
 
-    selfplay(custom, namespace, "games-b", "hex8", 3, games=20)
+    selfplay(custom, namespace, "games-b", "hexagonal", 3, games=20)
     wait_run(custom, namespace, "games-b", phase("Complete"), plural="selfplayjobs")
-    create(custom, namespace, PLURAL, tr("third", "hex8", 3, cooldownSeconds=600))
+    create(custom, namespace, PLURAL, tr("third", "hexagonal", 3, cooldownSeconds=600))
     third = wait_run(custom, namespace, "third", lambda s: s.get("reason") == "Cooldown")
     assert third["phase"] == "Pending"
     assert condition(third, "DataReady")["reason"] == "Cooldown"
