@@ -17,10 +17,9 @@ from ringrift_operator.api.common import (
     config_key,
 )
 from ringrift_operator.api.contract import JobKind
-from ringrift_operator.api.meta import InvalidResourceError, to_wire
+from ringrift_operator.api.meta import InvalidResourceError
 from ringrift_operator.api.selfplayjob import KIND, PLURAL, SelfplayJob, parse_selfplayjob
 from ringrift_operator.kube.client import ApiError
-from ringrift_operator.kube.events import build_event, post_event
 from ringrift_operator.managers.gpus import parse_gpu_class
 from ringrift_operator.managers.jobs import (
     Attempt,
@@ -42,14 +41,10 @@ from ringrift_operator.managers.selfplayjob import (
 )
 from ringrift_operator.reconcilers.deps import Deps
 from ringrift_operator.reconcilers.models import fetch_promoted_model
+from ringrift_operator.reconcilers.status import report_invalid, write_status
 from ringrift_operator.state.rows import JobAttempt
 
 log = logging.getLogger(__name__)
-GROUP_PATH = "/apis/ringrift.ai/v1alpha1"
-
-
-def job_path(namespace: str, name: str) -> str:
-    return f"{GROUP_PATH}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
 def pod_path(namespace: str, name: str) -> str:
@@ -65,7 +60,7 @@ async def reconcile_selfplayjob(deps: Deps, body: dict[str, Any]) -> float | Non
     try:
         job = parse_selfplayjob(body)
     except InvalidResourceError as e:
-        await _report_invalid(deps, body, e)
+        await report_invalid(deps, body, e, kind=KIND, plural=PLURAL)
         return None
 
     view = await _observe(deps, job)
@@ -215,31 +210,10 @@ def _summarize(lines: list[str], limit: int = 4) -> str:
 
 
 async def _write(deps: Deps, job: SelfplayJob, decision: Decision) -> None:
-    new = to_wire(decision.status)
-    if new != to_wire(job.status):
-        try:
-            written = await deps.client.patch(
-                f"{job_path(job.namespace, job.name)}/status", {"status": new}
-            )
-            deps.remember(KIND, written)
-        except ApiError as e:
-            if not e.not_found:
-                raise
-            return
-    involved = {
-        "apiVersion": job.api_version,
-        "kind": KIND,
-        "name": job.name,
-        "namespace": job.namespace,
-        "uid": job.uid,
-    }
-    for ev in decision.events:
-        await post_event(
-            deps.client,
-            build_event(involved=involved, type=ev.type, reason=ev.reason, message=ev.message,
-                        now=deps.clock(), instance=deps.identity),
-        )  # fmt: skip
-    _record_history(deps, job, decision)
+    written = await write_status(deps, job, plural=PLURAL, old=job.status,
+                                 new=decision.status, events=decision.events)  # fmt: skip
+    if written:
+        _record_history(deps, job, decision)
 
 
 def _record_history(deps: Deps, job: SelfplayJob, decision: Decision) -> None:
@@ -268,29 +242,3 @@ def _record_history(deps: Deps, job: SelfplayJob, decision: Decision) -> None:
                           reason=rec.reason or "", job=f"{job.namespace}/{job.name}")
             )  # fmt: skip
             deps.cache.record_failure(rec.node)
-
-
-async def _report_invalid(deps: Deps, body: dict[str, Any], error: InvalidResourceError) -> None:
-    """A body the schema let through but the models refuse: say so in status and an Event."""
-    meta = body.get("metadata") or {}
-    namespace, name = meta.get("namespace", ""), meta.get("name", "")
-    message = error.summary(max_length=900)
-    status = {
-        "phase": "Failed",
-        "reason": "InvalidSpec",
-        "message": message,
-        "observedGeneration": meta.get("generation", 0),
-    }
-    if (body.get("status") or {}).get("message") == message:
-        return
-    try:
-        await deps.client.patch(f"{job_path(namespace, name)}/status", {"status": status})
-    except ApiError as e:
-        log.warning("could not report invalid %s/%s: %s", namespace, name, e)
-    involved = {"apiVersion": body.get("apiVersion"), "kind": KIND, "name": name,
-                "namespace": namespace, "uid": meta.get("uid")}  # fmt: skip
-    await post_event(
-        deps.client,
-        build_event(involved=involved, type="Warning", reason="InvalidSpec", message=message,
-                    now=deps.clock(), instance=deps.identity),
-    )  # fmt: skip

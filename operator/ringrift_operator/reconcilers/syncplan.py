@@ -13,10 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ringrift_operator.api.meta import InvalidResourceError, to_wire
+from ringrift_operator.api.meta import InvalidResourceError
 from ringrift_operator.api.syncplan import KIND, PLURAL, SyncPlan, parse_syncplan
-from ringrift_operator.kube.client import ApiError
-from ringrift_operator.kube.events import build_event, post_event
 from ringrift_operator.managers.syncplan import (
     Action,
     Decision,
@@ -27,14 +25,10 @@ from ringrift_operator.managers.syncplan import (
 from ringrift_operator.managers.syncplanning import SyncSettings
 from ringrift_operator.reconcilers.deps import Deps
 from ringrift_operator.reconcilers.manifests import agent_endpoints
+from ringrift_operator.reconcilers.status import report_invalid, write_status
 from ringrift_operator.reconcilers.syncrounds import RoundInputs
 
 log = logging.getLogger(__name__)
-GROUP_PATH = "/apis/ringrift.ai/v1alpha1"
-
-
-def plan_path(namespace: str, name: str) -> str:
-    return f"{GROUP_PATH}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
 async def reconcile_syncplan(deps: Deps, body: dict[str, Any]) -> float | None:
@@ -46,7 +40,7 @@ async def reconcile_syncplan(deps: Deps, body: dict[str, Any]) -> float | None:
     try:
         plan = parse_syncplan(body)
     except InvalidResourceError as e:
-        await _report_invalid(deps, body, e)
+        await report_invalid(deps, body, e, kind=KIND, plural=PLURAL)
         return None
     rounds = deps.sync_rounds
     view = rounds.view(plan.uid)
@@ -94,69 +88,5 @@ def _start_round(deps: Deps, plan: SyncPlan, *, why: str) -> None:
 
 
 async def _write(deps: Deps, plan: SyncPlan, decision: Decision) -> None:
-    new = to_wire(decision.status)
-    if new != to_wire(plan.status):
-        try:
-            written = await deps.client.patch(
-                f"{plan_path(plan.namespace, plan.name)}/status", {"status": new}
-            )
-            deps.remember(KIND, written)
-        except ApiError as e:
-            if not e.not_found:
-                raise
-            return
-    involved = {
-        "apiVersion": plan.api_version,
-        "kind": KIND,
-        "name": plan.name,
-        "namespace": plan.namespace,
-        "uid": plan.uid,
-    }
-    for ev in decision.events:
-        await post_event(
-            deps.client,
-            build_event(
-                involved=involved,
-                type=ev.type,
-                reason=ev.reason,
-                message=ev.message,
-                now=deps.clock(),
-                instance=deps.identity,
-            ),
-        )
-
-
-async def _report_invalid(deps: Deps, body: dict[str, Any], error: InvalidResourceError) -> None:
-    """A body the schema let through but the models refuse: say so in status and an Event."""
-    meta = body.get("metadata") or {}
-    namespace, name = meta.get("namespace", ""), meta.get("name", "")
-    message = error.summary(max_length=900)
-    if (body.get("status") or {}).get("message") == message:
-        return
-    status = {
-        "reason": "InvalidSpec",
-        "message": message,
-        "observedGeneration": meta.get("generation", 0),
-    }
-    try:
-        await deps.client.patch(f"{plan_path(namespace, name)}/status", {"status": status})
-    except ApiError as e:
-        log.warning("could not report invalid %s/%s: %s", namespace, name, e)
-    involved = {
-        "apiVersion": body.get("apiVersion"),
-        "kind": KIND,
-        "name": name,
-        "namespace": namespace,
-        "uid": meta.get("uid"),
-    }
-    await post_event(
-        deps.client,
-        build_event(
-            involved=involved,
-            type="Warning",
-            reason="InvalidSpec",
-            message=message,
-            now=deps.clock(),
-            instance=deps.identity,
-        ),
-    )
+    await write_status(deps, plan, plural=PLURAL, old=plan.status, new=decision.status,
+                       events=decision.events)  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 from ringrift_operator.api.common import LABEL_JOB_KIND, LABEL_OWNER_NAME, config_key
 from ringrift_operator.api.conditions import TrainingRunConditionType, is_true
 from ringrift_operator.api.contract import JobKind, parse_result
-from ringrift_operator.api.meta import InvalidResourceError, to_wire
+from ringrift_operator.api.meta import InvalidResourceError
 from ringrift_operator.api.trainingrun import (
     KIND,
     PLURAL,
@@ -30,7 +30,6 @@ from ringrift_operator.api.trainingrun import (
     parse_trainingrun,
 )
 from ringrift_operator.kube.client import ApiError
-from ringrift_operator.kube.events import build_event, post_event
 from ringrift_operator.kube.snapshots import PodRecord
 from ringrift_operator.managers.elo import INITIAL_RATING
 from ringrift_operator.managers.jobs import (
@@ -68,6 +67,7 @@ from ringrift_operator.reconcilers.models import (
     record_promotion,
 )
 from ringrift_operator.reconcilers.selfplayjob import _create_and_bind, _summarize
+from ringrift_operator.reconcilers.status import report_invalid, write_status
 from ringrift_operator.reconcilers.trainingdata import (
     observe_config,
     observe_data,
@@ -80,12 +80,7 @@ from ringrift_operator.reconcilers.trainingdata import (
 from ringrift_operator.state.rows import AbTest, AbTestGame, EloRating, GameResult
 
 log = logging.getLogger(__name__)
-GROUP_PATH = "/apis/ringrift.ai/v1alpha1"
 T = TrainingRunConditionType
-
-
-def run_path(namespace: str, name: str) -> str:
-    return f"{GROUP_PATH}/namespaces/{namespace}/{PLURAL}/{name}"
 
 
 def pod_path(namespace: str, name: str) -> str:
@@ -101,7 +96,7 @@ async def reconcile_trainingrun(deps: Deps, body: dict[str, Any]) -> float | Non
     try:
         run = parse_trainingrun(body)
     except InvalidResourceError as e:
-        await _report_invalid(deps, body, e)
+        await report_invalid(deps, body, e, kind=KIND, plural=PLURAL)
         return None
 
     pods = await _observe_pods(deps, run)
@@ -446,44 +441,5 @@ async def _record_evaluation(
 
 
 async def _write(deps: Deps, run: TrainingRun, decision: Decision) -> None:
-    new = to_wire(decision.status)
-    if new != to_wire(run.status):
-        try:
-            written = await deps.client.patch(
-                f"{run_path(run.namespace, run.name)}/status", {"status": new}
-            )
-            deps.remember(KIND, written)
-        except ApiError as e:
-            if not e.not_found:
-                raise
-            return
-    involved = {"apiVersion": run.api_version, "kind": KIND, "name": run.name,
-                "namespace": run.namespace, "uid": run.uid}  # fmt: skip
-    for ev in decision.events:
-        await post_event(
-            deps.client,
-            build_event(involved=involved, type=ev.type, reason=ev.reason, message=ev.message,
-                        now=deps.clock(), instance=deps.identity),
-        )  # fmt: skip
-
-
-async def _report_invalid(deps: Deps, body: dict[str, Any], error: InvalidResourceError) -> None:
-    """A body the schema let through but the models refuse: say so in status and an Event."""
-    meta = body.get("metadata") or {}
-    namespace, name = meta.get("namespace", ""), meta.get("name", "")
-    message = error.summary(max_length=900)
-    if (body.get("status") or {}).get("message") == message:
-        return
-    status = {"phase": "Failed", "reason": "InvalidSpec", "message": message,
-              "observedGeneration": meta.get("generation", 0)}  # fmt: skip
-    try:
-        await deps.client.patch(f"{run_path(namespace, name)}/status", {"status": status})
-    except ApiError as e:
-        log.warning("could not report invalid %s/%s: %s", namespace, name, e)
-    involved = {"apiVersion": body.get("apiVersion"), "kind": KIND, "name": name,
-                "namespace": namespace, "uid": meta.get("uid")}  # fmt: skip
-    await post_event(
-        deps.client,
-        build_event(involved=involved, type="Warning", reason="InvalidSpec", message=message,
-                    now=deps.clock(), instance=deps.identity),
-    )  # fmt: skip
+    await write_status(deps, run, plural=PLURAL, old=run.status, new=decision.status,
+                       events=decision.events)  # fmt: skip
