@@ -66,7 +66,7 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     # SIGKILL, not SIGTERM: every child gets it at once, and an API server whose etcd is going
     # away at the same moment hangs in its graceful shutdown.
@@ -98,7 +98,7 @@ class Component:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, env: dict[str, str] | None = None, die_with_parent: bool = True) -> None:
+    def start(self, *, env: dict[str, str] | None = None, tie_to_parent: bool = True) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
@@ -107,7 +107,7 @@ class Component:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=die_with_parent if tie_to_parent else None,
                 env=env,
             )
 

@@ -50,6 +50,9 @@ def start_operator(directory: Path) -> int:
     pid_file = directory / "operator.pid"
     if pid_file.exists() and _alive(int(pid_file.read_text() or 0)):
         return int(pid_file.read_text())
+    # A fresh cluster gets a fresh history (models, Elo, reputation) too.
+    for stale in ("history.db", "history.db-wal", "history.db-shm"):
+        (directory / stale).unlink(missing_ok=True)
     log = (directory / "operator.log").open("ab")
     env = {
         **os.environ,

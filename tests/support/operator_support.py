@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ringrift_sandbox.cluster import free_port
+from ringrift_sandbox.cluster import die_with_parent, free_port
 from tests_support import poll
 
 GROUP, VERSION = "ringrift.ai", "v1alpha1"
@@ -74,7 +74,7 @@ def start_operator(
             [sys.executable, "-m", "ringrift_operator.cli", "run",
              f"--kubeconfig={sandbox.kubeconfig}"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
     proc = OperatorProcess(process, log_path, port, env)
     LIVE.append(proc)
