@@ -208,6 +208,25 @@ def set_condition(
     return [new if c.type == type else c for c in conditions]
 
 
+def update_condition(
+    conditions: Sequence[Condition],
+    *,
+    type: str,
+    status: ConditionStatus | str,
+    reason: str,
+    message: str = "",
+    generation: int,
+    now: datetime | str,
+) -> tuple[list[Condition], bool]:
+    """:func:`set_condition`, plus whether the condition's status or reason changed — the
+    transitions a reconciler reports as Events (a new message alone is not one)."""
+    before = get_condition(conditions, type)
+    after = set_condition(conditions, type=type, status=status, reason=reason, message=message,
+                          generation=generation, now=now)  # fmt: skip
+    changed = before is None or before.status != ConditionStatus(status) or before.reason != reason
+    return after, changed
+
+
 def get_condition(conditions: Sequence[Condition], type: str) -> Condition | None:
     """The condition of this type, or None."""
     return next((c for c in conditions if c.type == type), None)

@@ -36,7 +36,7 @@ from ringrift_operator.api.conditions import (
     TrainingRunReason,
     get_condition,
     is_true,
-    set_condition,
+    update_condition,
 )
 from ringrift_operator.api.contract import EXIT_BAD_INPUT, JobKind, parse_result
 from ringrift_operator.api.meta import parse_rfc3339, rfc3339
@@ -271,13 +271,12 @@ class _Status:
 
     def cond(self, type: T, status: ConditionStatus, reason: str, message: str = "") -> bool:
         """Set a condition; True when its status or reason changed (an Event-worthy change)."""
-        before = get_condition(self.s.conditions, type)
-        conditions = set_condition(
+        conditions, changed = update_condition(
             self.s.conditions, type=type, status=status, reason=reason,
             message=_short(message), generation=self.gen, now=self.now,
         )  # fmt: skip
         self.s = self.s.model_copy(update={"conditions": conditions})
-        return before is None or before.status != status or before.reason != reason
+        return changed
 
     def set(self, **fields: object) -> None:
         self.s = self.s.model_copy(update=fields)

@@ -204,3 +204,29 @@ def test_documented_types_and_reasons_are_camel_case(enum: type[ConditionStatus]
     for member in enum:
         assert re.fullmatch(REASON_PATTERN, member.value), member
         assert member.value[0].isupper(), member
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "message", "changed"),
+    [
+        pytest.param("True", "Ready", "same", False, id="unchanged"),
+        pytest.param("True", "Ready", "new words", False, id="message-only"),
+        pytest.param("True", "Other", "same", True, id="reason"),
+        pytest.param("False", "Ready", "same", True, id="status"),
+    ],
+)
+def test_update_condition_reports_transitions(
+    status: str, reason: str, message: str, changed: bool
+) -> None:
+    from ringrift_operator.api.conditions import update_condition
+
+    first, new = update_condition(
+        [], type="Scheduled", status="True", reason="Ready", message="same", generation=1,
+        now="2026-11-28T12:00:00Z",
+    )  # fmt: skip
+    assert new is True
+    _, flag = update_condition(
+        first, type="Scheduled", status=status, reason=reason, message=message, generation=1,
+        now="2026-11-28T12:01:00Z",
+    )  # fmt: skip
+    assert flag is changed
