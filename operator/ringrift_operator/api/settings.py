@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ringrift_operator.api.common import parse_config_key
 from ringrift_operator.api.contract import HOST_DATA_DIR
+from ringrift_operator.api.trainingrun import TrainingRunSpec
 
 ENV_PREFIX = "RINGRIFT_"
 
@@ -47,6 +49,107 @@ class WorkloadImageSettings(BaseModel):
     )
 
 
+class TrainingSyncSettings(BaseModel):
+    """The training-sync loop: a TrainingRun per config once its data is ready."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=False, description="Create a TrainingRun for a config whose data is ready."
+    )
+    interval_seconds: int = Field(default=300, ge=1, le=86_400)
+    configs: list[str] = Field(
+        default_factory=list,
+        description="Configs it trains; empty: the autopilot's enabled_configs (or all).",
+    )
+    spec: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TrainingRun spec fields of every run it creates, as in the CRD "
+        "(camelCase: minNewGames, cooldownSeconds, gpus, gauntlet…); board and players are set "
+        "per config; an unset minNewGames is the board's default (500 small, 200 large boards).",
+    )
+
+    @field_validator("configs")
+    @classmethod
+    def _known_configs(cls, value: list[str]) -> list[str]:
+        _check_configs(value)
+        return value
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_is_a_trainingrun_spec(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "board" in value or "players" in value:
+            raise ValueError("board and players are set per config; leave them out")
+        TrainingRunSpec.model_validate({"board": "square8", **value})
+        return value
+
+
+class SelfHealingSettings(BaseModel):
+    """The self-healing loop: stuck pods recovered, node loss and recovery handled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Recover stuck work; handle offline nodes.")
+    interval_seconds: int = Field(default=30, ge=1, le=86_400)
+    pending_pod_deadline_seconds: int = Field(
+        default=600, ge=1, description="A pod bound to a node but not started this long is stuck."
+    )
+    running_pod_deadline_seconds: int = Field(
+        default=21_600, ge=1, description="A pod running this long without finishing is stuck."
+    )
+    host_offline_penalty: int = Field(
+        default=3, ge=0, le=100, description="Failures counted against a node that goes NotReady…"
+    )
+    recovery_forgiveness: int = Field(
+        default=2, ge=0, le=100, description="…of which this many are forgiven once it is Ready."
+    )
+
+
+class MonitoringSettings(BaseModel):
+    """The predictive-monitoring loop: trends that will cross a threshold within a horizon."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="Forecast trends; warn before thresholds.")
+    interval_seconds: int = Field(default=60, ge=1, le=86_400)
+    window_seconds: int = Field(
+        default=1800, ge=10, description="Samples older than this are dropped from a trend."
+    )
+    min_samples: int = Field(default=5, ge=2, le=10_000, description="Samples before a forecast.")
+    horizon_seconds: int = Field(
+        default=3600, ge=1, description="Warn when a threshold will be crossed within this."
+    )
+    realert_seconds: int = Field(
+        default=3600, ge=1, description="One warning per signal this often at most."
+    )
+    disk_percent_threshold: int = Field(
+        default=90, ge=1, le=100, description="Data on a node, % of its ephemeral storage."
+    )
+    failure_rate_percent_threshold: int = Field(
+        default=25, ge=1, le=100, description="Failed of finished SelfplayJobs, %."
+    )
+    pending_jobs_threshold: int = Field(
+        default=100, ge=1, description="Pending SelfplayJobs and TrainingRuns."
+    )
+
+
+class QueueSettings(BaseModel):
+    """The queue-population loop: a bounded backlog of Pending autopilot SelfplayJobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_seconds: int = Field(default=60, ge=1, le=86_400)
+    backlog: int = Field(
+        default=2, ge=0, le=1000, description="Pending autopilot jobs kept waiting for a GPU."
+    )
+    max_pending_per_config: int = Field(
+        default=1, ge=1, le=1000, description="At most this many of the backlog per config."
+    )
+    max_age_seconds: int = Field(
+        default=3600, ge=60, le=86_400, description="Pending autopilot jobs older are deleted."
+    )
+
+
 class AutopilotSettings(BaseModel):
     """The leader-only loops that keep GPUs busy without anybody creating jobs by hand."""
 
@@ -75,6 +178,32 @@ class AutopilotSettings(BaseModel):
         default_factory=list, description="Configs self-play may pick; empty: all of them."
     )
     seed: int | None = Field(default=None, description="Seed of the config draws (tests).")
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    training: TrainingSyncSettings = Field(default_factory=TrainingSyncSettings)
+    healing: SelfHealingSettings = Field(default_factory=SelfHealingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    elo_sync_interval_seconds: int = Field(default=300, ge=1, le=86_400)
+    elo_stagnation_window_seconds: int = Field(
+        default=86_400, ge=60, description="A config gaining under 20 Elo in this is stagnating."
+    )
+    manifest_interval_seconds: int = Field(default=60, ge=1, le=86_400)
+
+    @field_validator("priorities", "board_overrides", "curriculum_weights")
+    @classmethod
+    def _known_config_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        _check_configs(value)
+        return value
+
+    @field_validator("enabled_configs")
+    @classmethod
+    def _known_configs(cls, value: list[str]) -> list[str]:
+        _check_configs(value)
+        return value
+
+
+def _check_configs(keys: Any) -> None:
+    for key in keys:
+        parse_config_key(key)
 
 
 class OperatorSettings(BaseModel):

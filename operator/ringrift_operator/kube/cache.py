@@ -196,6 +196,16 @@ class ClusterCache:
         for ``reputation_window`` seconds."""
         self.failures[node].append(time.monotonic() if at is None else at)
 
+    def forgive(self, node: str, count: int) -> int:
+        """Take back up to ``count`` of the newest failures on ``node`` (a node that came back
+        after going offline); the number taken back."""
+        times = self.failures.get(node)
+        if not times or count <= 0:
+            return 0
+        taken = min(count, len(times))
+        del times[-taken:]
+        return taken
+
     def recent_failures(self, node: str) -> int:
         times = self.failures.get(node)
         if not times:

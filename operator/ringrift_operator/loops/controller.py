@@ -121,10 +121,12 @@ class Controller:
             )
         )  # fmt: skip
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
-        if deps.settings.autopilot.enabled:
-            self.autopilot = Autopilot(deps, deps.settings.autopilot)
-            self.loop_runner = LoopRunner(self.autopilot.loops())
-            await self.loop_runner.start_all()
+        # The leader's loops: the self-play ones only with the autopilot on (disabled ones are
+        # listed in /status as such); self-healing, monitoring, Elo sync, manifests always.
+        self.autopilot = Autopilot(deps, deps.settings.autopilot)
+        runner = self.loop_runner = LoopRunner(self.autopilot.loops())
+        deps.metrics.loop_snapshots = runner.snapshots
+        await runner.start_all()
         if deps.history is not None:
             self.tasks.append(
                 asyncio.create_task(self._flush_history(deps.history), name="history")
@@ -200,6 +202,7 @@ class Controller:
             "resources": phases,
             "loops": self.loop_runner.health().as_dict() if self.loop_runner else {},
             "autopilot": self.autopilot.status() if self.autopilot else {"enabled": False},
+            "elo": self.autopilot.elo_sync.status()["ratings"] if self.autopilot else {},
             "requests": {f"{v} {r}": n for (v, r), n in deps.client.stats.counts.items()},
         }  # fmt: skip
 

@@ -94,3 +94,52 @@ def plan_reaping(
     """Finished autopilot jobs to delete: beyond the newest ``keep``, those older than the age."""
     newest_first = sorted(jobs, key=lambda j: j.finished_at, reverse=True)
     return [j for j in newest_first[keep:] if now - j.finished_at > older_than_seconds]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A Pending autopilot SelfplayJob: waiting in the queue for a GPU."""
+
+    namespace: str
+    name: str
+    config: str
+    created_at: float  # seconds since the epoch
+
+
+def plan_backlog(
+    *,
+    queued: Sequence[QueuedJob],
+    in_flight: int,
+    weights: Sequence[ConfigWeight],
+    rng: random.Random,
+    backlog: int,
+    max_per_config: int,
+) -> list[str]:
+    """Configs of the new Pending jobs that top the queue up to ``backlog`` (jobs created but
+    not seen yet, ``in_flight``, count as queued), each drawn by weight among the configs
+    with fewer than ``max_per_config`` queued. The idle detection counts the queue as spoken
+    for, so the two never ask for the same GPU twice."""
+    per_config: dict[str, int] = {}
+    for job in queued:
+        per_config[job.config] = per_config.get(job.config, 0) + 1
+    wanted = backlog - len(queued) - in_flight
+    picks: list[str] = []
+    while wanted > 0:
+        open_ = [
+            w for w in weights if per_config.get(w.config, 0) < max_per_config and w.weight > 0
+        ]
+        if not open_:
+            break
+        config = pick_config(open_, rng=rng)
+        per_config[config] = per_config.get(config, 0) + 1
+        picks.append(config)
+        wanted -= 1
+    return picks
+
+
+def plan_queue_timeouts(
+    queued: Sequence[QueuedJob], *, now: float, max_age_seconds: float
+) -> list[QueuedJob]:
+    """Queued jobs older than ``max_age_seconds``: the queue's work-queue maintenance removes
+    them (the config mix they were drawn from is stale by then)."""
+    return [j for j in queued if now - j.created_at > max_age_seconds]

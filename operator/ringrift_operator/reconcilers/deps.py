@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from ringrift_operator.api.settings import OperatorSettings
 from ringrift_operator.kube.cache import ClusterCache
 from ringrift_operator.kube.client import KubeClient
 from ringrift_operator.managers.jobs import WorkloadScript, WorkloadSettings
+from ringrift_operator.managers.looping import LoopSnapshot
 from ringrift_operator.managers.trainingrun import TrainingStart
 from ringrift_operator.reconcilers.manifests import ManifestStore
 from ringrift_operator.reconcilers.syncrounds import SyncRounds
@@ -51,6 +52,13 @@ class Metrics:
     sync_pull: Callable[[str, str, str], None] = lambda ns, plan, outcome: None
     sync_forget: Callable[[str, str], None] = lambda ns, plan: None
     manifest_error: Callable[[str, str], None] = lambda node, error: None
+    # The autopilot loops:
+    autopilot_created: Callable[[str], None] = lambda kind: None
+    healing_action: Callable[[str], None] = lambda action: None
+    prediction: Callable[[str, float | None], None] = lambda signal, seconds: None
+    prediction_alert: Callable[[str], None] = lambda signal: None
+    loop_snapshots: Callable[[], Sequence[LoopSnapshot]] = lambda: ()
+    """The leader's loops as the runner sees them (set by the controller; read when scraped)."""
 
 
 @dataclass

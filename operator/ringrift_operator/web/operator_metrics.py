@@ -8,14 +8,19 @@ outcome, games, GPUs and API requests. Registered on the operator's own registry
 - ``ringrift_jobs_total`` (counter, by kind and outcome);
 - ``ringrift_games_total`` (counter, by config): games written by finished self-play;
 - ``ringrift_gpus`` (gauge, by state allocatable|in_use) and ``ringrift_api_requests_total``
-  (by verb and resource), computed when scraped.
+  (by verb and resource), computed when scraped;
+- the leader's loops: ``ringrift_loop_runs_total`` (by loop and result success|failure) and
+  ``ringrift_loop_last_duration_seconds`` (by loop), computed when scraped;
+  ``ringrift_autopilot_created_total`` (by kind), ``ringrift_self_healing_actions_total`` (by
+  action), ``ringrift_prediction_seconds_to_threshold`` (gauge by signal; -1 not on course)
+  and ``ringrift_prediction_alerts_total`` (by signal kind).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -40,6 +45,20 @@ class _ClusterCollector(Collector):
         for (verb, resource), n in sorted(self.deps.client.stats.counts.items()):
             requests.add_metric([verb, resource], n)
         yield requests
+        runs = CounterMetricFamily(
+            "ringrift_loop_runs", "Runs of each leader loop by result", labels=["loop", "result"]
+        )
+        duration = GaugeMetricFamily(
+            "ringrift_loop_last_duration_seconds", "How long each loop's last run took",
+            labels=["loop"],
+        )  # fmt: skip
+        for snap in self.deps.metrics.loop_snapshots():
+            runs.add_metric([snap.name, "success"], snap.stats.successes)
+            runs.add_metric([snap.name, "failure"], snap.stats.failures)
+            if snap.stats.last_duration is not None:
+                duration.add_metric([snap.name], snap.stats.last_duration)
+        yield runs
+        yield duration
 
 
 def install_operator_metrics(deps: Deps) -> None:
@@ -69,6 +88,23 @@ def install_operator_metrics(deps: Deps) -> None:
         "ringrift_games", "Games written by finished self-play", labelnames=["config"],
         registry=registry,
     )  # fmt: skip
+    created = Counter(
+        "ringrift_autopilot_created", "Resources the autopilot loops created", labelnames=["kind"],
+        registry=registry,
+    )  # fmt: skip
+    healing = Counter(
+        "ringrift_self_healing_actions", "Actions of the self-healing loop",
+        labelnames=["action"], registry=registry,
+    )  # fmt: skip
+    prediction = Gauge(
+        "ringrift_prediction_seconds_to_threshold",
+        "Seconds until a monitored trend crosses its threshold (0: crossed; -1: not on course)",
+        labelnames=["signal"], registry=registry,
+    )  # fmt: skip
+    alerts = Counter(
+        "ringrift_prediction_alerts", "Warnings of a predicted threshold crossing",
+        labelnames=["signal"], registry=registry,
+    )  # fmt: skip
     registry.register(_ClusterCollector(deps))
     deps.metrics.placement_latency = placement.observe
 
@@ -80,3 +116,11 @@ def install_operator_metrics(deps: Deps) -> None:
     deps.metrics.reconcile = on_reconcile
     deps.metrics.job_outcome = lambda kind, outcome: jobs.labels(kind, outcome).inc()
     deps.metrics.games = lambda config, n: games.labels(config).inc(n)
+    deps.metrics.autopilot_created = lambda kind: created.labels(kind).inc()
+    deps.metrics.healing_action = lambda action: healing.labels(action).inc()
+    deps.metrics.prediction_alert = lambda signal: alerts.labels(signal).inc()
+
+    def on_prediction(signal: str, seconds: float | None) -> None:
+        prediction.labels(signal).set(-1.0 if seconds is None else seconds)
+
+    deps.metrics.prediction = on_prediction
