@@ -30,9 +30,9 @@ class Series:
 def add_sample(series: Series, sample: Sample, *, window: float) -> Series:
     """``series`` with ``sample`` appended and samples older than ``window`` before it dropped
     (a sample dated before the newest one replaces nothing: it is ignored)."""
+    if series.samples and sample.at < series.samples[-1].at:
+        return series
     kept = tuple(s for s in series.samples if sample.at - s.at <= window)
-    if kept and sample.at < kept[-1].at:
-        return Series(kept)
     return Series((*kept, sample))
 
 
