@@ -25,6 +25,7 @@ from ringrift_operator.api.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME
 from ringrift_operator.api.settings import SelfHealingSettings
 from ringrift_operator.kube.client import ApiError
 from ringrift_operator.kube.events import build_event, post_event
+from ringrift_operator.managers.pods import PodPhase
 from ringrift_operator.managers.selfhealing import (
     NodeChange,
     PodAge,
@@ -56,7 +57,9 @@ class SelfHealing:
                 owner_name=p.labels.get(LABEL_OWNER_NAME, ""),
                 node=p.node,
                 created_at=p.created_at,
-                started_at=p.started_at,
+                # A Pending pod has not run (the kubelet may have stamped startTime while
+                # pulling the image): it counts as not started.
+                started_at=None if p.phase is PodPhase.PENDING else p.started_at,
             )
             for p in list(self.deps.cache.pods.values())
             if p.is_operator_pod and not p.terminal and not p.deleting

@@ -1,0 +1,198 @@
+"""The autopilot loops' ticks over a fake API client: training sync creates one run per ready
+config even when a tick is repeated before the watch shows its run, self-healing posts
+HostOffline / NodeRecovered and moves the reputation, and every loop is registered by name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+
+from ringrift_operator.api.settings import (
+    AutopilotSettings,
+    OperatorSettings,
+    SelfHealingSettings,
+    TrainingSyncSettings,
+)
+from ringrift_operator.kube.cache import ClusterCache
+from ringrift_operator.kube.client import ApiError, KubeClient
+from ringrift_operator.loops.autopilot import Autopilot
+from ringrift_operator.loops.selfhealing import SelfHealing
+from ringrift_operator.loops.trainingsync import TrainingSync
+from ringrift_operator.reconcilers.deps import Deps, workload_settings
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClient:
+    """Creates, deletes and Events as an API server would answer them (names unique)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path.endswith("/events"):
+            self.events.append(body)
+            return body
+        key = f"{path}/{body['metadata']['name']}"
+        if key in self.objects:
+            raise ApiError(409, "AlreadyExists", key)
+        self.objects[key] = body
+        return body
+
+    async def delete(self, path: str, **_: Any) -> dict[str, Any]:
+        self.deleted.append(path)
+        return {}
+
+
+def make_deps(client: FakeClient, autopilot: AutopilotSettings) -> Deps:
+    settings = OperatorSettings(autopilot=autopilot)
+    return Deps(client=cast(KubeClient, client), cache=ClusterCache(), settings=settings,
+                workload=workload_settings(settings), clock=lambda: NOW)  # fmt: skip
+
+
+def selfplayjob(name: str, games: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "games", "uid": f"uid-{name}"},
+        "spec": {"board": "hex8", "players": 2},
+        "status": {"phase": "Complete", "gamesCompleted": games, "node": "n1",
+                   "completionTime": "2026-01-01T11:00:00Z"},
+    }  # fmt: skip
+
+
+SYNC = AutopilotSettings(
+    enabled=True, namespace="games", enabled_configs=["hex8_2p", "square8_2p"],
+    training=TrainingSyncSettings(enabled=True, spec={"minNewGames": 30, "cooldownSeconds": 0,
+                                                      "gauntlet": {"games": 4}}),
+)  # fmt: skip
+
+
+def runs(client: FakeClient) -> list[dict[str, Any]]:
+    return [o for k, o in client.objects.items() if "/trainingruns/" in k]
+
+
+async def test_training_sync_creates_one_run_per_ready_config() -> None:
+    client = FakeClient()
+    deps = make_deps(client, SYNC)
+    deps.resources[("SelfplayJob", "games", "a")] = selfplayjob("a", 20)
+    sync = TrainingSync(deps, SYNC)
+    await sync.sync()
+    assert runs(client) == []  # 20 of 30 games
+    assert "20 new games" in sync.verdicts["hex8_2p"].reason
+    deps.resources[("SelfplayJob", "games", "b")] = selfplayjob("b", 15)
+    await sync.sync()
+    await sync.sync()  # the watch has not shown the run yet: it counts as active
+    [run] = runs(client)
+    assert run["metadata"]["name"] == "auto-train-hex8-2p-1"
+    assert run["metadata"]["labels"]["ringrift.ai/autopilot"] == "true"
+    assert run["metadata"]["annotations"]["ringrift.ai/epoch"] == "0"
+    assert run["spec"] == {"board": "hex8", "players": 2, "minNewGames": 30,
+                           "cooldownSeconds": 0, "gauntlet": {"games": 4}}  # fmt: skip
+    # A tick interrupted after its create, run again by a new leader that has not seen the run:
+    # same name, AlreadyExists, still one run.
+    again = TrainingSync(deps, SYNC)
+    await again.sync()
+    assert len(runs(client)) == 1
+    assert again.created == 0
+
+
+async def test_training_sync_waits_for_the_active_run_then_names_the_next() -> None:
+    client = FakeClient()
+    deps = make_deps(client, SYNC)
+    deps.resources[("SelfplayJob", "games", "a")] = selfplayjob("a", 40)
+    active = {"metadata": {"name": "auto-train-hex8-2p-3", "namespace": "games",
+                           "labels": {"ringrift.ai/autopilot": "true"}},
+              "spec": {"board": "hex8", "players": 2}, "status": {"phase": "Training"}}  # fmt: skip
+    deps.resources[("TrainingRun", "games", "auto-train-hex8-2p-3")] = active
+    sync = TrainingSync(deps, SYNC)
+    await sync.sync()
+    assert runs(client) == []
+    assert sync.verdicts["hex8_2p"].reason == "1 run(s) active"
+    active["status"] = {"phase": "Complete", "gamesUsed": 10, "completionTime": "x"}
+    await sync.sync()
+    assert [r["metadata"]["name"] for r in runs(client)] == ["auto-train-hex8-2p-4"]
+
+
+def node(name: str, ready: bool) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": {}},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                   "allocatable": {"cpu": "8", "memory": "32Gi"}},
+    }  # fmt: skip
+
+
+async def test_self_healing_handles_host_offline_and_recovery() -> None:
+    client = FakeClient()
+    settings = SelfHealingSettings(host_offline_penalty=3, recovery_forgiveness=2)
+    deps = make_deps(client, AutopilotSettings(healing=settings))
+    healing = SelfHealing(deps, settings)
+    deps.cache.upsert_node(node("n1", True))
+    await healing.heal()
+    assert client.events == []
+    deps.cache.upsert_node(node("n1", False))
+    await healing.heal()
+    await healing.heal()  # still offline: nothing new
+    [offline] = client.events
+    assert (offline["reason"], offline["type"]) == ("HostOffline", "Warning")
+    assert offline["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "n1",
+                                         "uid": "uid-n1"}  # fmt: skip
+    assert deps.cache.recent_failures("n1") == 3
+    deps.cache.upsert_node(node("n1", True))
+    await healing.heal()
+    assert [e["reason"] for e in client.events] == ["HostOffline", "NodeRecovered"]
+    assert deps.cache.recent_failures("n1") == 1
+    assert healing.status()["nodes_recovered"] == 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_every_loop_is_registered_by_name(enabled: bool) -> None:
+    deps = make_deps(FakeClient(), AutopilotSettings(enabled=enabled))
+    loops = {spec.name: spec for spec in Autopilot(deps, deps.settings.autopilot).loops()}
+    assert set(loops) == {
+        "manifest-collection", "elo-sync", "job-reaper", "idle-detection", "queue-population",
+        "self-healing", "predictive-monitoring", "training-sync",
+    }  # fmt: skip
+    assert loops["idle-detection"].enabled is enabled
+    assert loops["self-healing"].enabled
+    assert not loops["training-sync"].enabled  # training sync is off by default
+
+
+def operator_pod(name: str, *, created: str, phase: str, started: str | None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "games", "uid": f"uid-{name}",
+                     "creationTimestamp": created,
+                     "labels": {"app.kubernetes.io/managed-by": "ringrift-operator",
+                                "ringrift.ai/owner-kind": "SelfplayJob",
+                                "ringrift.ai/owner-name": "job"},
+                     "ownerReferences": [{"uid": "uid-job", "controller": True}]},
+        "spec": {"nodeName": "n1", "containers": []},
+        "status": {"phase": phase, **({"startTime": started} if started else {})},
+    }  # fmt: skip
+
+
+async def test_self_healing_deletes_stuck_pods_with_an_event_on_the_owner() -> None:
+    client = FakeClient()
+    settings = SelfHealingSettings(pending_pod_deadline_seconds=600,
+                                   running_pod_deadline_seconds=3600)  # fmt: skip
+    deps = make_deps(client, AutopilotSettings(healing=settings))
+    for pod in (
+        operator_pod("stuck", created="2026-01-01T11:00:00Z", phase="Pending",
+                     started="2026-01-01T11:00:01Z"),  # pulling its image for an hour
+        operator_pod("fine", created="2026-01-01T11:55:00Z", phase="Pending", started=None),
+        operator_pod("hung", created="2026-01-01T10:00:00Z", phase="Running",
+                     started="2026-01-01T10:00:05Z"),
+        operator_pod("busy", created="2026-01-01T11:30:00Z", phase="Running",
+                     started="2026-01-01T11:30:05Z"),
+    ):  # fmt: skip
+        deps.cache.upsert_pod(pod)
+    await SelfHealing(deps, settings).heal()
+    assert sorted(client.deleted) == [
+        "/api/v1/namespaces/games/pods/hung", "/api/v1/namespaces/games/pods/stuck",
+    ]  # fmt: skip
+    assert {e["reason"] for e in client.events} == {"StuckPodDeleted"}
+    assert {e["involvedObject"]["uid"] for e in client.events} == {"uid-job"}
+    assert any("PodNeverStarted" in e["message"] for e in client.events)
+    assert any("PodNoProgress" in e["message"] for e in client.events)
