@@ -26,6 +26,7 @@ def autopilot(operator: OperatorProcess, sandbox: Any, namespace: str) -> Iterat
     set_rules(sandbox.directory, [{"namespace": namespace, "hang": True}, *previous])
     operator.stop()
     env = {
+        "RINGRIFT_AGENT_TOKEN_FILE": str(sandbox.directory / "agent-token"),
         "RINGRIFT_AUTOPILOT__ENABLED": "true",
         "RINGRIFT_AUTOPILOT__NAMESPACE": namespace,
         "RINGRIFT_AUTOPILOT__ENABLED_CONFIGS": json.dumps(["square8_2p", "hex8_2p"]),

@@ -4,13 +4,14 @@ HostOffline / NodeRecovered and moves the reputation, and every loop is register
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 
 from ringrift_operator.api.settings import (
     AutopilotSettings,
+    MonitoringSettings,
     OperatorSettings,
     SelfHealingSettings,
     TrainingSyncSettings,
@@ -18,6 +19,7 @@ from ringrift_operator.api.settings import (
 from ringrift_operator.kube.cache import ClusterCache
 from ringrift_operator.kube.client import ApiError, KubeClient
 from ringrift_operator.loops.autopilot import Autopilot
+from ringrift_operator.loops.monitoring import Monitoring
 from ringrift_operator.loops.selfhealing import SelfHealing
 from ringrift_operator.loops.trainingsync import TrainingSync
 from ringrift_operator.reconcilers.deps import Deps, workload_settings
@@ -196,3 +198,28 @@ async def test_self_healing_deletes_stuck_pods_with_an_event_on_the_owner() -> N
     assert {e["involvedObject"]["uid"] for e in client.events} == {"uid-job"}
     assert any("PodNeverStarted" in e["message"] for e in client.events)
     assert any("PodNoProgress" in e["message"] for e in client.events)
+
+
+async def test_monitoring_warns_once_before_the_pending_queue_crosses_its_threshold() -> None:
+    client = FakeClient()
+    settings = MonitoringSettings(min_samples=3, horizon_seconds=600, realert_seconds=3600,
+                                  pending_jobs_threshold=20)  # fmt: skip
+    deps = make_deps(client, AutopilotSettings(monitoring=settings))
+    seen: dict[str, float | None] = {}
+    deps.metrics.prediction = lambda signal, seconds: seen.__setitem__(signal, seconds)
+    clock = [NOW]
+    deps.clock = lambda: clock[0]
+    monitoring = Monitoring(deps, settings, "games")
+    for tick in range(6):  # two more Pending jobs a minute: 20 reached in ~5 more minutes
+        for i in range(2):
+            deps.resources[("SelfplayJob", "games", f"j{tick}-{i}")] = {"status": {}}
+        clock[0] = NOW + timedelta(minutes=tick)
+        await monitoring.monitor()
+    [event] = client.events
+    assert (event["reason"], event["type"]) == ("PredictedThresholdCrossing", "Warning")
+    assert event["involvedObject"]["kind"] == "Namespace"
+    assert "pending_queue" in event["message"]
+    assert seen["pending_queue"] is not None
+    assert 0 < seen["pending_queue"] <= 600
+    assert seen["failure_rate"] is None  # nothing finished: flat at 0
+    assert monitoring.status()["signals"]["pending_queue"]["samples"] == 6
