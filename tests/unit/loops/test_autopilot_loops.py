@@ -5,6 +5,7 @@ HostOffline / NodeRecovered and moves the reputation, and every loop is register
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -23,6 +24,8 @@ from ringrift_operator.loops.monitoring import Monitoring
 from ringrift_operator.loops.selfhealing import SelfHealing
 from ringrift_operator.loops.trainingsync import TrainingSync
 from ringrift_operator.reconcilers.deps import Deps, workload_settings
+from ringrift_operator.state.history import HistoryStore
+from ringrift_operator.state.rows import EloRating, ModelRecord
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -223,3 +226,33 @@ async def test_monitoring_warns_once_before_the_pending_queue_crosses_its_thresh
     assert 0 < seen["pending_queue"] <= 600
     assert seen["failure_rate"] is None  # nothing finished: flat at 0
     assert monitoring.status()["signals"]["pending_queue"]["samples"] == 6
+
+
+async def test_elo_sync_reads_the_history_store_into_the_scheduler_weights(tmp_path: Path) -> None:
+    now = NOW.timestamp()
+    settings = AutopilotSettings(
+        enabled_configs=["hex8_2p", "square8_2p"], elo_stagnation_window_seconds=3600
+    )
+    deps = make_deps(FakeClient(), settings)
+    store = await HistoryStore.open(tmp_path / "history.db")
+    try:
+        deps.history = store
+        await store.record_many([
+            ModelRecord("old", "hex8_2p", 1, "s3://m/old.pt", "ab" * 32, now - 7200),
+            EloRating("old", "hex8_2p", 1300.0, 40, now - 5000),
+            EloRating("old", "hex8_2p", 1310.0, 80, now - 60),  # +10 in the window: stagnating
+            EloRating("best", "square8_2p", 1700.0, 40, now - 60),
+        ])  # fmt: skip
+        await store.promote_model(model_id="old", now=now - 100)
+        pilot = Autopilot(deps, deps.settings.autopilot)
+        before = {w.config: w.elo_boost for w in pilot.weights()}
+        await pilot.elo_sync.sync()
+    finally:
+        await store.close()
+    assert pilot.ratings["hex8_2p"].rating == 1310.0
+    assert pilot.ratings["hex8_2p"].recent_gain == 10.0
+    assert pilot.ratings["square8_2p"].recent_gain is None  # rated too recently to judge
+    assert pilot.elo_sync.status()["ratings"]["hex8_2p"]["model"] == "old"
+    after = {w.config: w.elo_boost for w in pilot.weights()}
+    assert before["hex8_2p"] == before["square8_2p"]  # unrated alike
+    assert after["hex8_2p"] > after["square8_2p"]  # lagging and stagnating: more self-play
