@@ -1,0 +1,196 @@
+"""The plugin's text output (kubectl-style tables), its command line and the Elo plot."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ringrift_operator.plugin import main, render, tables
+from ringrift_operator.plugin.fetch import PluginError
+from ringrift_operator.plugin.plot import MISSING, group_series, plot_elo
+
+
+def test_a_table_aligns_columns_like_kubectl() -> None:
+    text = tables.format_table(["name", "gpus", "why"], [["h100-0", 8, ""], ["a", 10, "x y"]])
+    assert text.splitlines() == [
+        "NAME     GPUS   WHY",
+        "h100-0   8      <none>",
+        "a        10     x y",
+    ]
+
+
+def test_a_row_of_the_wrong_width_is_refused() -> None:
+    with pytest.raises(ValueError, match="2 cells, 3 headers"):
+        tables.format_table(["a", "b", "c"], [[1, 2]])
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "<none>"),
+        ("", "<none>"),
+        (True, "true"),
+        (3, "3"),
+        (2.0, "2"),
+        (1.25, "1.25"),
+        (0.5, "0.5"),
+    ],
+)
+def test_cells(value: object, text: str) -> None:
+    assert tables.cell(value) == text
+
+
+def test_pairs_align_their_values() -> None:
+    assert tables.format_pairs([("Leader", "op-1"), ("Epoch", 3)]).splitlines() == [
+        "Leader:   op-1",
+        "Epoch:    3",
+    ]
+
+
+STATUS = {
+    "leadership": {"lease": "ringrift-system/ringrift-operator", "leader": "op-1", "epoch": 2,
+                   "expired": False, "renewedAgo": 1.5, "durationSeconds": 15},
+    "selfplayJobs": {"Pending": 0, "Running": 2, "Complete": 5},
+    "trainingRuns": {"Pending": 1},
+    "gpus": {"nodes": 3, "readyNodes": 3, "gpuNodes": 2, "total": 12, "busy": 2, "idle": 10,
+             "operatorPods": 2},
+    "training": [{"config": "square8_2p", "gamesProduced": 120, "trainingRun": "ns/tr",
+                  "phase": "Pending", "dataReady": "False", "reason": "NotEnoughGames",
+                  "message": "120/500 new games"}],
+    "sync": {"missingFiles": 4, "plans": [{"syncPlan": "ns/sp", "state": "Syncing",
+                                           "missingFiles": 4, "filesSynced": 9,
+                                           "lastSyncTime": None}]},
+}  # fmt: skip
+
+
+def test_status_text_has_the_loop_at_a_glance() -> None:
+    text = render.render_status(STATUS)
+    assert "Leader:" in text
+    assert "op-1 (renewed 1.5s ago, lease ringrift-system/ringrift-operator)" in text
+    assert "Epoch:" in text
+    assert "Running 2, Complete 5" in text  # zero phases are left out
+    assert "2 busy, 10 idle of 12 on 2 GPU nodes" in text
+    assert "4 file(s) missing" in text
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("CONFIG"))
+    assert header.split() == ["CONFIG", "GAMES", "TRAININGRUN", "PHASE", "DATAREADY", "REASON",
+                              "MESSAGE"]  # fmt: skip
+    assert any(line.startswith("square8_2p") and "NotEnoughGames" in line for line in lines)
+
+
+def test_status_without_a_lease_says_so() -> None:
+    view = STATUS | {"leadership": {"lease": None, "leader": None, "epoch": None,
+                                    "expired": True, "renewedAgo": None}}  # fmt: skip
+    assert "no operator Lease found" in render.render_status(view)
+
+
+def test_elo_without_points_explains_itself() -> None:
+    assert "No evaluated models yet" in render.render_elo([])
+
+
+POINTS = [
+    {"config": "square8_2p", "generation": 2, "rating": 1570.0, "eloDelta": -30,
+     "promoted": False, "trainingRun": "ns/b"},
+    {"config": "square8_2p", "generation": 1, "rating": 1600.0, "eloDelta": 100,
+     "promoted": True, "trainingRun": "ns/a"},
+    {"config": "hex8_2p", "generation": 1, "rating": 1520.0, "eloDelta": 20, "promoted": True,
+     "trainingRun": "ns/c"},
+]  # fmt: skip
+
+
+def test_series_are_grouped_by_config_in_generation_order() -> None:
+    series = group_series(POINTS)
+    assert [p["generation"] for p in series["square8_2p"]] == [1, 2]
+    assert list(series) == ["square8_2p", "hex8_2p"]
+
+
+def test_the_plot_is_a_png(tmp_path: Path) -> None:
+    out = plot_elo(POINTS, tmp_path / "sub" / "elo.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 5000  # axes, lines and a legend, not an empty canvas
+
+
+def test_without_matplotlib_the_plot_fails_with_the_install_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    with pytest.raises(PluginError, match=r"pip install 'ringrift-operator\[bench\]'") as e:
+        plot_elo(POINTS, tmp_path / "elo.png")
+    assert str(e.value) == MISSING
+    assert not (tmp_path / "elo.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["-n", "ns", "--kubeconfig", "k", "-o", "json", "status"], id="before"),
+        pytest.param(["status", "-n", "ns", "--kubeconfig", "k", "-o", "json"], id="after"),
+        pytest.param(["-n", "ns", "status", "--kubeconfig", "k", "--output=json"], id="mixed"),
+    ],
+)
+def test_global_flags_go_before_or_after_the_command(argv: list[str]) -> None:
+    args = main.build_parser().parse_args(argv)
+    assert (args.command, args.namespace, args.kubeconfig, args.output) == (
+        "status", "ns", "k", "json")  # fmt: skip
+
+
+def test_explain_needs_a_name_and_elo_takes_a_plot_file() -> None:
+    parser = main.build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["explain"])
+    args = parser.parse_args(["elo", "--plot", "x.png"])
+    assert (args.plot, args.history, args.output) == ("x.png", None, "table")
+
+
+def test_a_missing_kubeconfig_is_an_error_message_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main.main(["nodes", "--kubeconfig", str(tmp_path / "absent")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load the kubeconfig")
+    assert "Traceback" not in err
+
+
+def test_elo_from_a_missing_history_file_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main.main(["elo", "--history", str(tmp_path / "none.db")]) == 1
+    assert "no history store at" in capsys.readouterr().err
+
+
+async def test_elo_reads_the_history_store(tmp_path: Path) -> None:
+    from ringrift_operator.plugin.fetch import load_history_elo
+    from ringrift_operator.state.history import HistoryStore
+    from ringrift_operator.state.rows import EloRating, ModelRecord
+
+    path = tmp_path / "history.db"
+    async with HistoryStore.open(path) as store:
+        await store.record_many([
+            ModelRecord(model_id="g1-a", config="hex8_2p", generation=1, uri="u1",
+                        sha256="a" * 64, created_at=1.0, training_run="ns/a"),
+            ModelRecord(model_id="g2-b", config="hex8_2p", generation=2, uri="u2",
+                        sha256="b" * 64, created_at=2.0, training_run="ns/b"),
+            EloRating(model_id="g1-a", config="hex8_2p", rating=1550.0, games=10, updated_at=1.0),
+            EloRating(model_id="g2-b", config="hex8_2p", rating=1580.0, games=10, updated_at=2.0),
+        ])  # fmt: skip
+        await store.promote_model(model_id="g2-b", now=3.0)
+    points = await load_history_elo(str(path))
+    assert [(p["config"], p["generation"], p["rating"], p["promoted"]) for p in points] == [
+        ("hex8_2p", 1, 1550.0, False), ("hex8_2p", 2, 1580.0, True)]  # fmt: skip
+
+
+def test_json_output_is_the_view(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    async def fake_run(args: Any, *, now: Any) -> tuple[Any, str]:
+        return {"a": 1}, "text"
+
+    monkeypatch.setattr(main, "run", fake_run)
+    assert main.main(["nodes", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"a": 1}
+    assert main.main(["nodes"]) == 0
+    assert capsys.readouterr().out == "text\n"
