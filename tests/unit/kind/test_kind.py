@@ -159,7 +159,6 @@ def test_the_values_run_the_sample_workload_from_the_loaded_image() -> None:
     assert set(settings.workload.commands) == {s.value for s in WorkloadScript}
     commands = settings.workload.commands.values()
     assert all(cmd == ["ringrift-operator", "workload"] for cmd in commands)
-    )
 
 
 def test_the_values_render_with_the_chart() -> None:
