@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,13 +38,18 @@ lint: venv ## ruff, mypy --strict and the import layering
 	lint-imports
 
 .PHONY: chart-lint
-chart-lint: venv tools ## helm lint --strict the chart; fail if its generated files are stale
+chart-lint: venv tools ## helm lint --strict the chart; fail if its generated files or docs are stale
 	helm lint --strict charts/ringrift-operator
 	$(PY) hack/render_install.py --check
+	$(PY) hack/gen_docs.py --check
 
 .PHONY: install-manifest
 install-manifest: venv tools ## refresh the chart's CRD copies, manifests/install.yaml, docs/install.md's values table
 	$(PY) hack/render_install.py
+
+.PHONY: docs
+docs: venv ## regenerate docs/metrics.md and docs/settings.md from the code
+	$(PY) hack/gen_docs.py
 
 .PHONY: fmt
 fmt: venv ## format the code
