@@ -128,7 +128,7 @@ Useful queries:
 ```promql
 histogram_quantile(0.99,
   sum by (le) (rate(ringrift_placement_latency_seconds_bucket[5m])))
-sum by (outcome) (rate(ringrift_jobs_total{kind="SelfplayJob"}[1h]))
+sum by (kind, outcome) (increase(ringrift_jobs_total[1h]))
 ringrift_gpus{state="in_use"} / ringrift_gpus{state="allocatable"}
 max by (namespace, syncplan) (ringrift_syncplan_pending_files)
 ```
