@@ -163,6 +163,8 @@ async def load_autopilot_settings(
             maps = [await reader.get(f"/api/v1/namespaces/{ns or 'default'}/configmaps/{name}")]
         except NotFound:
             raise PluginError(f"ConfigMap {configmap} not found") from None
+        if SETTINGS_KEY not in (maps[0].get("data") or {}):
+            raise PluginError(f"ConfigMap {configmap} has no {SETTINGS_KEY}")
     elif reader is not None:
         try:
             maps = await reader.items("/api/v1/configmaps", query={"labelSelector": CHART_SELECTOR})
@@ -182,8 +184,9 @@ async def load_autopilot_settings(
             f"{(m.get('metadata') or {}).get('namespace')}/{(m.get('metadata') or {}).get('name')}"
             for m in maps
         )
-        raise PluginError(
-            f"several operator settings ConfigMaps ({names}): pick one with --settings-configmap"
+        return AutopilotSettings(), (
+            f"defaults: several operator settings ConfigMaps ({names}); "
+            "pick one with --settings-configmap"
         )
     return AutopilotSettings(), "defaults (no operator settings ConfigMap found)"
 

@@ -194,3 +194,80 @@ def test_json_output_is_the_view(monkeypatch: pytest.MonkeyPatch,
     assert json.loads(capsys.readouterr().out) == {"a": 1}
     assert main.main(["nodes"]) == 0
     assert capsys.readouterr().out == "text\n"
+
+
+# --- settings for `configs` ---------------------------------------------------------------------
+
+
+class FakeReader:
+    """Answers the two reads load_autopilot_settings makes, from ConfigMap objects."""
+
+    def __init__(self, *maps: dict[str, Any], forbidden: bool = False) -> None:
+        self.maps = list(maps)
+        self.forbidden = forbidden
+
+    async def items(self, path: str, *, query: Any = None) -> list[dict[str, Any]]:
+        if self.forbidden:
+            raise PluginError("GET /api/v1/configmaps: 403 Forbidden")
+        return self.maps
+
+    async def get(self, path: str, *, query: Any = None) -> dict[str, Any]:
+        from ringrift_operator.plugin.fetch import NotFound
+
+        name = path.rsplit("/", 1)[1]
+        for m in self.maps:
+            if m["metadata"]["name"] == name:
+                return m
+        raise NotFound(path)
+
+
+def settings_map(name: str, text: str = "autopilot: {priorities: {hex8_2p: 3}}",
+                 ns: str = "ringrift-system") -> dict[str, Any]:  # fmt: skip
+    return {"metadata": {"name": name, "namespace": ns}, "data": {"settings.yaml": text}}
+
+
+async def test_settings_come_from_the_one_chart_configmap() -> None:
+    from ringrift_operator.plugin.fetch import load_autopilot_settings
+
+    reader: Any = FakeReader(settings_map("rr-settings"))
+    settings, source = await load_autopilot_settings(reader, file=None, configmap=None)
+    assert settings.priorities == {"hex8_2p": 3}
+    assert source == "ConfigMap ringrift-system/rr-settings"
+
+
+@pytest.mark.parametrize(
+    ("reader", "expected"),
+    [
+        pytest.param(FakeReader(), "no operator settings ConfigMap found", id="none"),
+        pytest.param(
+            FakeReader(forbidden=True), "no operator settings ConfigMap found", id="forbidden"
+        ),
+        pytest.param(FakeReader(settings_map("a"), settings_map("b")), "several", id="several"),
+    ],
+)
+async def test_otherwise_the_defaults_say_why(reader: Any, expected: str) -> None:
+    from ringrift_operator.api.settings import AutopilotSettings
+    from ringrift_operator.plugin.fetch import load_autopilot_settings
+
+    settings, source = await load_autopilot_settings(reader, file=None, configmap=None)
+    assert settings == AutopilotSettings()
+    assert source.startswith("defaults")
+    assert expected in source
+
+
+async def test_a_named_configmap_or_file_wins(tmp_path: Path) -> None:
+    from ringrift_operator.plugin.fetch import load_autopilot_settings
+
+    reader: Any = FakeReader(settings_map("a"), settings_map("b", "autopilot: {enabled: true}"))
+    settings, source = await load_autopilot_settings(reader, file=None, configmap="x/b")
+    assert settings.enabled
+    assert source == "ConfigMap ringrift-system/b"
+    with pytest.raises(PluginError, match="ConfigMap x/c not found"):
+        await load_autopilot_settings(reader, file=None, configmap="x/c")
+    path = tmp_path / "s.yaml"
+    path.write_text("autopilot: {games_per_job: 7}\n")
+    settings, source = await load_autopilot_settings(reader, file=str(path), configmap=None)
+    assert (settings.games_per_job, source) == (7, str(path))
+    path.write_text("autopilot: {games_per_job: 0}\n")
+    with pytest.raises(PluginError, match="invalid operator settings"):
+        await load_autopilot_settings(reader, file=str(path), configmap=None)
