@@ -28,7 +28,6 @@ from ringrift_operator.api.settings import AutopilotSettings
 from ringrift_operator.api.syncplan import SyncPlanState
 from ringrift_operator.api.trainingrun import TrainingRunPhase
 from ringrift_operator.kube.snapshots import node_info, parse_time, pod_record
-from ringrift_operator.loops.autopilot import scheduler_settings
 from ringrift_operator.managers.elo import INITIAL_RATING
 from ringrift_operator.managers.gpus import GpuClass, parse_gpu_class, score_cpu, score_gpu
 from ringrift_operator.managers.leadership import is_expired, lease_view
@@ -379,6 +378,10 @@ def configs_view(
 ) -> JsonDict:
     """Per enabled config: the scheduler's weight with every component, its share of the
     draws, the Elo of its promoted model and its share of recent self-play."""
+    # The autopilot's own mapping of its settings, imported here: it brings the operator's
+    # runtime (reconcilers, client) that the other commands do not need.
+    from ringrift_operator.loops.autopilot import scheduler_settings
+
     scheduler = scheduler_settings(settings)
     ratings = dict(elo) if elo is not None else current_elo(elo_points(objs.trainingruns))
     weights = compute_config_weights(settings=scheduler, elo=ratings)
