@@ -117,6 +117,8 @@ class InstalledOperator:
 
         from tests_support import poll
 
+        if not scaled:
+            return
         apps = client.AppsV1Api(self.core.api_client)
         for name, replicas in scaled:
             apps.patch_namespaced_deployment_scale(
