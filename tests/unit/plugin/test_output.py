@@ -271,3 +271,61 @@ async def test_a_named_configmap_or_file_wins(tmp_path: Path) -> None:
     path.write_text("autopilot: {games_per_job: 0}\n")
     with pytest.raises(PluginError, match="invalid operator settings"):
         await load_autopilot_settings(reader, file=str(path), configmap=None)
+
+
+EXPLAIN = {
+    "selfplayJob": "ns/j", "config": "square8_2p", "phase": "Running", "node": "h100-0",
+    "powerScore": 1000, "attempts": 2,
+    "decision": {"status": "True", "reason": "NodeSelected", "time": "2026-01-01T00:00:00Z",
+                 "message": "attempt 2: pod j-sp-2 bound to h100-0 (power score 1000): tier 1"},
+    "history": [{"attempt": 1, "node": "l40s-0", "pod": "j-sp-1", "result": "Failed",
+                 "reason": "PodFailed"}],
+    "events": [{"type": "Normal", "reason": "Scheduled", "message": "bound", "count": 1,
+                "time": "2026-01-01T00:00:00Z"}],
+    "now": {"candidates": 2, "rejected": 1, "nodeRank": 1, "nodeRejectedBecause": None,
+            "top": [{"rank": 1, "node": "h100-0", "powerScore": 1000, "score": 1,
+                     "why": "NVIDIA-H100-80GB-HBM3 tier 1"}]},
+}  # fmt: skip
+
+
+def test_explain_text_has_the_decision_attempts_events_and_ranking() -> None:
+    text = render.render_explain(EXPLAIN)
+    assert "Decision:" in text
+    assert "bound to h100-0" in text
+    assert "Attempts:\nATTEMPT" in text
+    assert "l40s-0" in text
+    assert "Events:\nTYPE" in text
+    assert "Ranking for this job now (h100-0: #1 of 2; 1 rejected):" in text
+
+
+def test_explain_text_of_a_job_without_a_node() -> None:
+    view = EXPLAIN | {"node": None, "history": [], "events": [],
+                      "decision": {"status": None, "reason": None, "message": None, "time": None},
+                      "now": {"candidates": 0, "rejected": 3, "nodeRank": None,
+                              "nodeRejectedBecause": None, "top": []}}  # fmt: skip
+    text = render.render_explain(view)
+    assert "Scheduled:" in text
+    assert "<none>" in text
+    assert "0 candidates, 3 rejected" in text
+    assert "no node can take it now" in text
+
+
+def test_nodes_and_configs_render_as_tables() -> None:
+    row = {"rank": 1, "name": "h100-0", "gpu": "NVIDIA-H100-80GB-HBM3", "tier": 1,
+           "powerScore": 1000, "cpuPower": 5, "gpus": 8, "gpusFree": 7, "jobs": 1, "ready": True,
+           "accepts": True, "why": ""}  # fmt: skip
+    lines = render.render_nodes([row]).splitlines()
+    assert lines[1].split() == ["1", "h100-0", "NVIDIA-H100-80GB-HBM3", "1", "1000", "8", "7",
+                                "1", "True", "yes", "<none>"]  # fmt: skip
+    configs = {
+        "configs": [{"config": "hex8_2p", "priority": 7, "eloBoost": 2.0, "curriculum": 0.0,
+                     "override": 0, "weight": 9.0, "sharePercent": 100.0, "elo": None,
+                     "recentJobs": 0, "recentSharePercent": 0.0}],
+        "diversity": {"windowJobs": 0, "configEntropyBits": 0.0, "configEvenness": 1.0,
+                      "byEngineMode": {}, "mostPicked": None, "leastPicked": None},
+        "settingsSource": "defaults (no operator settings ConfigMap found)",
+    }  # fmt: skip
+    text = render.render_configs(configs)
+    assert text.splitlines()[1].split()[:7] == ["hex8_2p", "7", "2", "0", "0", "9", "100.0%"]
+    assert "Settings:" in text
+    assert "defaults" in text
