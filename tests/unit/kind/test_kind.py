@@ -5,6 +5,7 @@ existing cluster (tests/support/cluster_support.py)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -271,3 +272,41 @@ def test_sandbox_only_features_skip_naming_what_they_needed(tmp_path: Path) -> N
         operator.stop()
     with pytest.raises(AttributeError):
         operator.__wrapped__  # noqa: B018 (dunder lookups stay AttributeErrors: copy, pickle)
+
+
+FAKE_KUBECTL = """#!{python}
+import json, sys
+state = "{state}"
+args = [a for a in sys.argv[1:] if not a.startswith("--kubeconfig")]
+nodes = json.load(open(state))
+if args[:2] == ["get", "nodes"]:
+    print(json.dumps({{"items": nodes}}))
+elif args[:2] == ["patch", "node"]:
+    assert "--subresource=status" in args and "--type=merge" in args, args
+    patch = json.loads(args[args.index("-p") + 1])
+    for node in nodes:
+        if node["metadata"]["name"] == args[2]:
+            node["status"]["capacity"].update(patch["status"]["capacity"])
+            node["status"]["allocatable"].update(patch["status"]["capacity"])  # the kubelet's copy
+    json.dump(nodes, open(state, "w"))
+    with open(state + ".log", "a") as log:
+        log.write(args[2] + "\\n")
+else:
+    sys.exit("unexpected kubectl " + " ".join(args))
+"""
+
+
+def test_the_patcher_gives_every_gpu_worker_its_capacity_once(tmp_path: Path) -> None:
+    state = tmp_path / "nodes.json"
+    state.write_text(json.dumps(kind_nodes()))
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL.format(python=sys.executable, state=state))
+    kubectl.chmod(0o755)
+    args = ["--kubectl", str(kubectl), "--kubeconfig", "k", "--timeout", "5"]
+    assert gpu_capacity.main(args) == 0
+    nodes = json.loads(state.read_text())
+    assert gpu_capacity.is_settled(nodes)
+    patched = (tmp_path / "nodes.json.log").read_text().split()
+    assert len(patched) == len(GPU_WORKERS)
+    assert gpu_capacity.main(args) == 0  # idempotent: nothing left to patch
+    assert (tmp_path / "nodes.json.log").read_text().split() == patched
