@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,13 +38,18 @@ lint: venv ## ruff, mypy --strict and the import layering
 	lint-imports
 
 .PHONY: chart-lint
-chart-lint: venv tools ## helm lint --strict the chart; fail if its generated files are stale
+chart-lint: venv tools ## helm lint --strict the chart; fail if its generated files or docs are stale
 	helm lint --strict charts/ringrift-operator
 	$(PY) hack/render_install.py --check
+	$(PY) hack/gen_docs.py --check
 
 .PHONY: install-manifest
 install-manifest: venv tools ## refresh the chart's CRD copies, manifests/install.yaml, docs/install.md's values table
 	$(PY) hack/render_install.py
+
+.PHONY: docs
+docs: venv ## regenerate docs/metrics.md and docs/settings.md from the code
+	$(PY) hack/gen_docs.py
 
 .PHONY: fmt
 fmt: venv ## format the code
@@ -86,6 +91,50 @@ demo: venv tools ## sandbox + CRDs + operator + sample self-play, then kubectl g
 demo-down: venv ## stop the demo's operator and sandbox
 	python -m ringrift_sandbox.demo down --dir $(SANDBOX_DIR)
 
+# --- kind (needs Docker; not exercised in this project's CI, which has no Docker engine) -------
+KIND_VERSION ?= v0.33.0
+KIND_CLUSTER ?= ringrift
+KIND_DIR := $(CURDIR)/.kind
+KIND_KUBECONFIG := $(KIND_DIR)/kubeconfig
+KIND := $(dir $(TOOLS_BIN))kind-$(KIND_VERSION)/kind
+KIND_IMAGE := ringrift-operator:kind# hack/kind/values.yaml names this image
+KIND_NAMESPACE ?= ringrift-system
+
+.PHONY: kind-docker
+kind-docker:
+	@hack/kind/require-docker.sh
+
+$(KIND):
+	GOBIN=$(dir $(KIND)) go install sigs.k8s.io/kind@$(KIND_VERSION)
+
+.PHONY: kind-up
+kind-up: kind-docker venv tools $(KIND) ## kind cluster with GPU-labelled workers and patched nvidia.com/gpu capacity (Docker)
+	@mkdir -p $(KIND_DIR)
+	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --config hack/kind/kind-config.yaml \
+	    --kubeconfig $(KIND_KUBECONFIG) --wait 180s
+	$(KIND) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
+	$(PY) hack/kind/gpu_capacity.py --kubeconfig $(KIND_KUBECONFIG)
+	@echo "export KUBECONFIG=$(KIND_KUBECONFIG)"
+
+.PHONY: kind-gpus
+kind-gpus: kind-docker venv tools ## patch nvidia.com/gpu capacity onto the kind workers again
+	$(PY) hack/kind/gpu_capacity.py --kubeconfig $(KIND_KUBECONFIG)
+
+.PHONY: kind-down
+kind-down: kind-docker $(KIND) ## delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	rm -rf $(KIND_DIR)
+
+.PHONY: kind-e2e
+kind-e2e: kind-up ## build and load the image, helm install the chart on kind, run the e2e suite there (Docker)
+	docker build -t $(KIND_IMAGE) .
+	$(KIND) load docker-image $(KIND_IMAGE) --name $(KIND_CLUSTER)
+	helm upgrade --install ringrift charts/ringrift-operator --kubeconfig $(KIND_KUBECONFIG) \
+	  --namespace $(KIND_NAMESPACE) --create-namespace -f hack/kind/values.yaml --wait --timeout 5m
+	RINGRIFT_E2E_KUBECONFIG=$(KIND_KUBECONFIG) RINGRIFT_E2E_OPERATOR_NAMESPACE=$(KIND_NAMESPACE) \
+	  pytest -m e2e $(PYTEST_ARGS)
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches in the work tree (not the Go-built binaries)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(SANDBOX_DIR)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(SANDBOX_DIR) $(KIND_DIR)

@@ -1,5 +1,7 @@
 """Shared fixtures. e2e tests get one real sandbox cluster per session (``sandbox``); a missing
-binary or a failed start is an error, never a skip, so a broken sandbox cannot pass as green."""
+binary or a failed start is an error, never a skip, so a broken sandbox cannot pass as green.
+With ``RINGRIFT_E2E_KUBECONFIG`` set (``make kind-e2e``) they run against that cluster instead,
+and tests that need what only the sandbox has skip, naming it (tests/support/cluster_support.py)."""
 
 from __future__ import annotations
 
@@ -30,8 +32,13 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from cluster_support import ExistingCluster, existing_kubeconfig
     from ringrift_sandbox.cluster import Sandbox
 
+    existing = existing_kubeconfig()
+    if existing is not None:  # make kind-e2e: the chart is installed there already
+        yield ExistingCluster(existing, tmp_path_factory.mktemp("existing-cluster"))
+        return
     # SIGTERM (CI timeouts, `kill`) should tear the cluster down like Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     directory = Path(os.environ.get("RINGRIFT_SANDBOX_DIR") or tmp_path_factory.mktemp("sandbox"))
@@ -110,9 +117,20 @@ def simulator(sandbox: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def operator(sandbox: Any, crds_installed: Any, simulator: Any) -> Iterator[Any]:
-    """The operator, run as its own process (``ringrift-operator run``) against the sandbox."""
+def operator(
+    sandbox: Any, crds_installed: Any, core: Any, request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    """The operator, run as its own process (``ringrift-operator run``) against the sandbox;
+    on an existing cluster, the one the chart installed there."""
+    from cluster_support import InstalledOperator, on_existing_cluster
     from operator_support import start_operator
+
+    if on_existing_cluster():
+        installed = InstalledOperator(core)
+        assert installed.alive(), f"no running operator pod in {installed.namespace}"
+        yield installed
+        return
+    request.getfixturevalue("simulator")
 
     token_file = sandbox.directory / "agent-token"
     proc = start_operator(

@@ -167,6 +167,7 @@ def up(directory: Path, nodes: str, timeout: float) -> int:
         f"\nDone in {time.monotonic() - t0:.0f}s. The cluster keeps running:\n"
         f"  export KUBECONFIG={directory / 'kubeconfig'}\n"
         f"  {find_tool('kubectl')} get ringrift\n"
+        f"  {Path(sys.executable).parent / 'kubectl-ringrift'} status   # the kubectl plugin\n"
         f"  make demo-down   # stops the operator and the sandbox"
     )
     return 0

@@ -36,8 +36,19 @@ def crds_installed(kubectl: Kubectl, api_client: Any) -> dict[str, Any]:
 def no_operator(sandbox: Any) -> Any:
     """Pause every operator the tests started (they would write status into this module's
     objects), and start them again afterwards."""
+    from cluster_support import InstalledOperator, on_existing_cluster
     from operator_support import LIVE, restart_in_place
 
+    if on_existing_cluster():  # the chart's operator: scaled to 0 and back
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+        installed = InstalledOperator(client.CoreV1Api(api))
+        scaled = installed.pause()
+        yield
+        installed.resume(scaled)
+        api.close()
+        return
     paused = [p for p in LIVE if p.alive()]
     for proc in paused:
         proc.stop()

@@ -10,9 +10,13 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from cluster_support import skip_module_on_existing_cluster
 from ringrift_sandbox.cluster import KUBE_VERSION, wait_for
 from ringrift_sandbox.nodes import parse_node_spec
 from tests_support import poll
+
+# The sandbox's own control plane, simulated nodes (by name) and binaries.
+pytestmark = skip_module_on_existing_cluster("tests the sandbox itself")
 
 GPU = "nvidia.com/gpu"
 

@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cluster_support import skip_module_on_existing_cluster
 from ringrift_sandbox.cluster import Sandbox, port_is_free, read_state
 from tests_support import poll
+
+pytestmark = skip_module_on_existing_cluster("starts and kills sandboxes of its own")
 
 
 def _alive(pid: int) -> bool:

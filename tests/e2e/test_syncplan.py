@@ -16,11 +16,16 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from cluster_support import skip_module_on_existing_cluster
 from operator_support import GROUP, VERSION, spj, wait_for_status
 from ringrift_operator.agent.pull import PARTIAL_SUFFIX, partial_path
 from tests_support import poll
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [
+    pytest.mark.usefixtures("operator"),
+    # Pins work to the sandbox's node names and reads the nodes' data directories from here.
+    skip_module_on_existing_cluster("needs the sandbox's nodes and their data directories"),
+]
 PLURAL = "syncplans"
 
 

@@ -230,7 +230,10 @@ class OperatorSettings(BaseModel):
     leader_election: bool = Field(
         default=True, description="Act only while holding the Lease (one active replica)."
     )
-    lease_name: str = Field(default="ringrift-operator", min_length=1, max_length=253)
+    lease_name: str = Field(
+        default="ringrift-operator", min_length=1, max_length=253,
+        description="The coordination.k8s.io Lease the replicas elect their leader with.",
+    )  # fmt: skip
     lease_namespace: str = Field(
         default="", description="Namespace of the Lease; empty: $POD_NAMESPACE, else default."
     )

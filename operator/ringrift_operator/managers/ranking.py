@@ -68,6 +68,7 @@ __all__ = [
     "best_gpu_node_for_training",
     "best_node_for_gauntlet",
     "best_node_for_selfplay",
+    "describe_alternatives",
     "is_tolerated",
     "judge_node",
     "rank_cpu_nodes",
@@ -316,6 +317,18 @@ class Selection:
         shown = "; ".join(rej.describe() for rej in self.rejected[:5])
         more = f" (+{len(rejected) - 5} more)" if len(rejected) > 5 else ""
         return f"no node fits: {shown}{more}"
+
+
+def describe_alternatives(ranking: Ranking) -> str:
+    """What the chosen (best) node was chosen over, in one short clause for a condition
+    message: ``3 candidate(s), 9 rejected; runner-up a100-0 (power 700)``."""
+    text = f"{ranking.candidates} candidate(s), {len(ranking.rejected_nodes)} rejected"
+    second = ranking.top(2)[1:]
+    if second:
+        r = second[0]
+        power = r.gpu_power if ranking.kind is WorkKind.GPU else r.cpu_power
+        text += f"; runner-up {r.name} (power {power})"
+    return text
 
 
 def is_tolerated(taint: Taint, tolerations: Iterable[Toleration]) -> bool:

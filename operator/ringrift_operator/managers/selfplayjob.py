@@ -299,13 +299,17 @@ def _after_failure(
 
 def placed(
     job: SelfplayJob, status: SelfplayJobStatus, *, node: str, pod: str, score: int,
-    reasons: tuple[str, ...], now: datetime, epoch: int = 0,
+    reasons: tuple[str, ...], now: datetime, epoch: int = 0, alternatives: str = "",
 ) -> Decision:  # fmt: skip
-    """The status after the attempt's pod was bound to ``node``."""
+    """The status after the attempt's pod was bound to ``node``. ``alternatives`` says what
+    else the ranking held (candidates, rejections, the runner-up): the Scheduled condition
+    keeps it, so ``kubectl ringrift explain`` can tell why this node and not another."""
     b = _Status(job.model_copy(update={"status": status}), now, epoch)
     n = current_attempt(job)
     why = "; ".join(reasons[:3])
     message = f"attempt {n}: pod {pod} bound to {node} (power score {score}): {why}"
+    if alternatives:
+        message += f"; {alternatives}"
     if b.cond(T.SCHEDULED, TRUE, R.NODE_SELECTED, message):
         b.event("Normal", "Scheduled", message)
     b.cond(T.RUNNING, FALSE, R.POD_CREATED, f"pod {pod} bound to {node}")

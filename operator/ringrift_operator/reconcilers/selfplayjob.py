@@ -27,7 +27,7 @@ from ringrift_operator.managers.jobs import (
     build_demand,
     build_selfplay_pod,
 )
-from ringrift_operator.managers.ranking import rank_nodes
+from ringrift_operator.managers.ranking import describe_alternatives, rank_nodes
 from ringrift_operator.managers.selfplayjob import (
     Action,
     AttemptView,
@@ -134,6 +134,7 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
     started = time.perf_counter()
     existing = deps.cache.pod(job.namespace, name)
     reasons: tuple[str, ...]
+    alternatives = ""
     if existing is not None and existing.node and existing.owner_uid == job.uid:
         node = existing.node  # placed earlier; the status write was what got lost
         score, reasons = job.status.power_score or 0, ("placed earlier",)
@@ -154,6 +155,7 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
             node = best.name
             score = best.gpu_power if demand.gpus > 0 else best.cpu_power
             reasons = tuple(best.reasons)
+            alternatives = describe_alternatives(ranking)
             deps.cache.reserve(
                 key, node=node, gpus=demand.gpus, cpu_millis=demand.cpu_millis,
                 memory_bytes=0, now=time.monotonic(),
@@ -167,7 +169,7 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
     deps.metrics.placement_latency(time.perf_counter() - started)
     return placed(
         job, decision.status, node=node, pod=name, score=score, reasons=reasons,
-        now=deps.clock(), epoch=deps.epoch(),
+        now=deps.clock(), epoch=deps.epoch(), alternatives=alternatives,
     )  # fmt: skip
 
 

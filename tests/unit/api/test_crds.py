@@ -55,7 +55,22 @@ def test_committed_crd_matches_models(kind: str) -> None:
 
 def test_committed_api_reference_matches_models() -> None:
     committed = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
-    assert committed == crdgen.render_reference(), "run `ringrift-operator crds --docs-file ...`"
+    examples = crdgen.read_examples(ROOT / "manifests" / "examples")
+    assert committed == crdgen.render_reference(examples), (
+        "run `ringrift-operator crds --docs-file docs/api.md`"
+    )
+
+
+def test_the_api_reference_shows_an_example_of_every_kind() -> None:
+    examples = crdgen.read_examples(ROOT / "manifests" / "examples")
+    reference = crdgen.render_reference(examples)
+    sections = reference.split("\n## ")[1:]
+    assert len(sections) == len(KIND_IDS)
+    for section in sections:
+        kind = section.split(" ", 1)[0]
+        assert "### Examples" in section, f"{kind}: no example in manifests/examples/"
+        assert f"kind: {kind}" in section.split("### Examples", 1)[1]
+    assert crdgen.read_examples(ROOT / "no-such-dir") == {}
 
 
 def test_no_stray_crd_files() -> None:

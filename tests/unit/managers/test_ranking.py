@@ -38,6 +38,7 @@ from ringrift_operator.managers.ranking import (
     best_gpu_node_for_training,
     best_node_for_gauntlet,
     best_node_for_selfplay,
+    describe_alternatives,
     is_tolerated,
     judge_node,
     rank_cpu_nodes,
@@ -681,3 +682,14 @@ class TestProperties:
         reference = gpu_node("z-known", known.product, gpus=1)
         demand = Demand(gpus=1, allowed_archs=ANY_ARCH)
         assert names(rank_gpu_nodes([unknown, reference], demand=demand))[0] == "z-known"
+
+
+def test_alternatives_name_the_counts_and_the_runner_up() -> None:
+    nodes = [gpu_node("h"), gpu_node("a", A100), gpu_node("full", used=8), cpu_node("c")]
+    ranking = rank_nodes(nodes, demand=ONE_GPU)
+    runner_up = ranking.top(2)[1]
+    assert describe_alternatives(ranking) == (
+        f"2 candidate(s), 2 rejected; runner-up a (power {runner_up.gpu_power})"
+    )
+    alone = rank_nodes([gpu_node("h")], demand=ONE_GPU)
+    assert describe_alternatives(alone) == "1 candidate(s), 0 rejected"

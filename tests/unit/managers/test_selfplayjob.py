@@ -80,6 +80,19 @@ def test_placing_records_node_score_and_a_scheduled_event() -> None:
     assert "power score 1000" in d.events[0].message
 
 
+def test_the_scheduled_condition_keeps_what_the_node_was_chosen_over() -> None:
+    alternatives = "3 candidate(s), 2 rejected; runner-up gpu-a100-0 (power 700)"
+    d = placed(job(), job().status, node="gpu-h100-0", pod="j-sp-1", score=1000,
+               reasons=("tier 1",), now=NOW, alternatives=alternatives)  # fmt: skip
+    scheduled = next(c for c in d.status.conditions if c.type == "Scheduled")
+    assert scheduled.message.endswith("tier 1; " + alternatives)
+    plain = placed(job(), job().status, node="gpu-h100-0", pod="j-sp-1", score=1000,
+                   reasons=("tier 1",), now=NOW)  # fmt: skip
+    assert next(c for c in plain.status.conditions if c.type == "Scheduled").message.endswith(
+        "(power score 1000): tier 1"
+    )
+
+
 def test_no_capacity_keeps_it_pending_with_a_reason_and_one_event() -> None:
     d = unplaceable(job(), job().status, why="no free GPU", now=NOW)
     assert d.status.phase.value == "Pending"
