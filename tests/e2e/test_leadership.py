@@ -58,6 +58,8 @@ def test_metrics_and_status_answer(operator: OperatorProcess, namespace: str,
         "ringrift_reconcile_duration_seconds_count",
         'ringrift_gpus{state="allocatable"}',
         "ringrift_api_requests_total",
+        'ringrift_jobs_total{kind="SelfplayJob",outcome="Complete"}',
+        'ringrift_games_total{config="',
     ):
         assert name in metrics, name
     doc = status_of(operator)

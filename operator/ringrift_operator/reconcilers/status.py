@@ -13,12 +13,15 @@ from pydantic import BaseModel
 
 from ringrift_operator.api.common import API_VERSION
 from ringrift_operator.api.meta import InvalidResourceError, ResourceBase, to_wire
+from ringrift_operator.api.selfplayjob import TERMINAL_PHASES as SELFPLAYJOB_TERMINAL
+from ringrift_operator.api.trainingrun import TERMINAL_PHASES as TRAININGRUN_TERMINAL
 from ringrift_operator.kube.client import ApiError
 from ringrift_operator.kube.events import build_event, post_event
 from ringrift_operator.reconcilers.deps import Deps
 
 log = logging.getLogger(__name__)
 GROUP_PATH = f"/apis/{API_VERSION}"
+TERMINAL_PHASES = frozenset(str(p) for p in SELFPLAYJOB_TERMINAL | TRAININGRUN_TERMINAL)
 
 
 class EventLike(Protocol):
@@ -75,6 +78,7 @@ async def write_status(
                 raise
             return False
         deps.remember(obj.kind, written)
+        count_outcomes(deps, obj.kind, old, new)
     await post_events(deps, involved_object(obj), events)
     return True
 
@@ -108,3 +112,16 @@ class _Invalid:
 
     def __init__(self, message: str) -> None:
         self.message = message
+
+
+def count_outcomes(deps: Deps, kind: str, old: BaseModel, new: BaseModel) -> None:
+    """Feed the outcome and games counters from a status that was written: a phase entered
+    that is terminal counts once per kind and phase; games completed count by their increase.
+    A status the API server already holds is never written again, so nothing counts twice."""
+    phase = getattr(new, "phase", None)
+    if phase is not None and phase != getattr(old, "phase", None) and str(phase) in TERMINAL_PHASES:
+        deps.metrics.job_outcome(kind, str(phase))
+    before, after = getattr(old, "games_completed", None), getattr(new, "games_completed", None)
+    config = getattr(new, "config", None)
+    if isinstance(after, int) and isinstance(before, int) and after > before and config:
+        deps.metrics.games(str(config), after - before)
