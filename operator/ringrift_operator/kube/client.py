@@ -26,6 +26,10 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WATCH_STALL_SECONDS = 90.0
+"""A watch that delivers nothing (no event, no bookmark) this long is stalled and restarted;
+kube-apiserver sends a bookmark about every minute to watches that ask for them."""
+CONNECT_SECONDS = 10.0
 
 
 class ApiError(Exception):
@@ -156,8 +160,12 @@ class KubeClient:
         *,
         request_timeout: float = 30.0,
         max_connections: int = 64,
+        identity: str = "",
     ) -> KubeClient:
-        headers = {"Accept": "application/json", "User-Agent": "ringrift-operator"}
+        # The API server names the field manager after the part before "/", the same for every
+        # replica; the rest identifies the replica in audit logs.
+        agent = f"ringrift-operator/{identity}" if identity else "ringrift-operator"
+        headers = {"Accept": "application/json", "User-Agent": agent}
         if credentials.token:
             headers["Authorization"] = f"Bearer {credentials.token}"
         connector = aiohttp.TCPConnector(ssl=credentials.ssl_context(), limit=max_connections)
@@ -256,9 +264,12 @@ class KubeClient:
         resource_version: str,
         params: Mapping[str, str] | None = None,
         timeout_seconds: int = 300,
+        stall_seconds: float = WATCH_STALL_SECONDS,
     ) -> AsyncIterator[JsonDict]:
         """Watch events from ``resource_version``: dicts with ``type`` and ``object``. Ends when
-        the server closes the stream; raises ApiError(410) when the version is too old."""
+        the server closes the stream (at the latest after ``timeout_seconds``); raises
+        ApiError(410) when the version is too old, and TimeoutError when the connection cannot
+        be made in ``CONNECT_SECONDS`` or nothing at all arrives for ``stall_seconds``."""
         query = {
             **(params or {}),
             "watch": "true",
@@ -267,9 +278,12 @@ class KubeClient:
             "timeoutSeconds": str(timeout_seconds),
         }
         self.stats.record("WATCH", path)
-        # The read timeout catches a silently stalled stream: the server sends bookmarks at
-        # least every minute, so nothing for much longer than that means the stream is dead.
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
+        # The read timeout catches a silently stalled stream: the server sends bookmarks about
+        # every minute, so nothing for longer than that means the stream (or its peer) is dead.
+        timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds + stall_seconds, sock_connect=CONNECT_SECONDS,
+            sock_read=stall_seconds,
+        )  # fmt: skip
         async with self._session.get(
             self.credentials.server + path, params=query, timeout=timeout
         ) as resp:
