@@ -100,7 +100,9 @@ class SimulatorRule(BaseModel):
     )
     hang: bool = Field(default=False, description="never complete: the pod stays Running")
     skip: bool = Field(
-        default=False, description="run nothing; complete at once with `message` and `exitCode`"
+        default=False,
+        description="run nothing; complete with `message` and `exitCode`, at once or after "
+        "`durationMs` (a light stand-in for a workload that takes time)",
     )
     message: dict[str, Any] | str | None = Field(
         default=None, description="skip: the termination message (an object is sent as JSON)"
@@ -757,6 +759,9 @@ class WorkloadSimulator:
         started = datetime.now(UTC)
         t0 = time.monotonic()
         if rule is not None and rule.skip:
+            if rule.duration_ms and run.cancelled.wait(rule.duration_ms / 1000):
+                log.info("pod %s node=%s deleted while running; not completed", pod_key(pod), node)
+                return
             exit_code = rule.exit_code or 0
             raw = rule.message
             message = json.dumps(raw, separators=(",", ":")) if isinstance(raw, dict) else raw or ""
