@@ -741,14 +741,19 @@ class WorkloadSimulator:
 
     # ---- one pod -----------------------------------------------------------------------------
     def _complete(self, uid: str, run: _Run) -> None:
+        failed = False
         try:
             self._play(uid, run)
         except Exception:
-            log.exception("pod %s: simulator error", pod_key(run.pod))
+            # The API server went away mid-way, say: like a kubelet, play the pod again when
+            # it is next seen (the relist after the watch comes back).
+            log.exception("pod %s: simulator error; it is played again when next listed",
+                          pod_key(run.pod))  # fmt: skip
+            failed = True
         finally:
             with self._lock:
                 self._runs.pop(uid, None)
-                if run.cancelled.is_set():  # deleted: no later event may need this uid
+                if failed or run.cancelled.is_set():  # deleted: no later event may need it
                     self._handled.discard(uid)
 
     def _play(self, uid: str, run: _Run) -> None:
@@ -882,8 +887,7 @@ class WorkloadSimulator:
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, 3.0)
-        log.error("pod %s: giving up on the status patch", pod_key(pod))
-        return False
+        raise RuntimeError(f"pod {pod_key(pod)}: giving up on the status patch")
 
 
 def _describe(rule: SimulatorRule | None) -> str:
