@@ -111,7 +111,8 @@ class OperatorSettings(BaseModel):
     watch_stall_seconds: int = Field(
         default=90, ge=5, le=3600,
         description="A watch that receives nothing (no event, no bookmark) this long is "
-        "restarted; the API server sends bookmarks about every minute.",
+        "restarted; watch requests end server-side after two thirds of it (at most 60 s) and "
+        "are resumed, so a quiet healthy watch is never taken for a stalled one.",
     )  # fmt: skip
     shutdown_timeout_seconds: int = Field(
         default=10, ge=1, le=600,

@@ -28,7 +28,11 @@ from ringrift_operator.api.syncplan import KIND as SYNCPLAN
 from ringrift_operator.api.syncplan import PLURAL as SYNCPLANS
 from ringrift_operator.api.trainingrun import KIND as TRAININGRUN
 from ringrift_operator.api.trainingrun import PLURAL as TRAININGRUNS
-from ringrift_operator.kube.client import CONNECT_SECONDS, load_credentials
+from ringrift_operator.kube.client import (
+    CONNECT_SECONDS,
+    load_credentials,
+    watch_server_timeout,
+)
 from ringrift_operator.loops.controller import Controller
 from ringrift_operator.web.metrics import install_data_plane_metrics
 from ringrift_operator.web.operator_metrics import install_operator_metrics
@@ -74,16 +78,19 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     """kopf's timeouts, so that none of its watches can stall silently and a shutdown is
     bounded:
 
-    - every watch request ends server-side after ``server_timeout`` and is resumed; the client
-      gives up on it ``client_timeout`` later; connecting may take ``connect_timeout``;
     - a watch that receives nothing — no event, no bookmark — for ``watch_stall_seconds`` is
       treated as dead and reconnected (kopf's inactivity timeout), like the cache's reflectors;
+    - every watch request ends server-side well before that (``server_timeout``, as the
+      reflectors' ``timeoutSeconds``) and is resumed, so a healthy quiet watch never looks
+      stalled; the client gives up on a request ``client_timeout`` after its start;
+      connecting may take ``connect_timeout``;
     - after SIGTERM kopf kills the process if its graceful shutdown takes longer than
       ``shutdown_timeout_seconds`` (a graceful shutdown waits on API calls, which hang while
       the API server is away).
     """
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 300 + ours.watch_stall_seconds
+    server_timeout = watch_server_timeout(ours.watch_stall_seconds)
+    settings.watching.server_timeout = server_timeout
+    settings.watching.client_timeout = server_timeout + ours.watch_stall_seconds
     settings.watching.connect_timeout = CONNECT_SECONDS
     settings.watching.inactivity_timeout = float(ours.watch_stall_seconds)
     settings.networking.request_timeout = 30

@@ -17,7 +17,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ringrift_operator.api.common import LABEL_MANAGED_BY, OPERATOR_NAME
-from ringrift_operator.kube.client import WATCH_STALL_SECONDS, ApiError, KubeClient
+from ringrift_operator.kube.client import (
+    WATCH_STALL_SECONDS,
+    ApiError,
+    KubeClient,
+    watch_server_timeout,
+)
 from ringrift_operator.kube.snapshots import PodRecord, node_info, pod_record
 from ringrift_operator.managers.nodes import NodeInfo
 
@@ -249,7 +254,9 @@ class Reflector:
     """List, then watch from the list's resourceVersion; relist on 410 Gone or any stream error,
     with backoff. A watch that delivers nothing (no event, no bookmark) for ``stall_seconds``
     is treated as stalled and restarted — whatever the transport believes — so a watch can
-    never silently stop delivering. Watches also end server-side after ``watch_timeout``."""
+    never silently stop delivering. Watches end server-side well before that (``timeoutSeconds``
+    from :func:`watch_server_timeout`) and are resumed from their resourceVersion, so a healthy
+    quiet watch is never taken for a stalled one."""
 
     def __init__(
         self,
@@ -262,7 +269,6 @@ class Reflector:
         on_relist: Callable[[list[JsonDict]], None],
         params: dict[str, str] | None = None,
         on_synced: Callable[[], None] | None = None,
-        watch_timeout: int = 300,
         stall_seconds: float = WATCH_STALL_SECONDS,
     ) -> None:
         self.client = client
@@ -273,7 +279,7 @@ class Reflector:
         self.on_delete = on_delete
         self.on_relist = on_relist
         self.on_synced = on_synced
-        self.watch_timeout = watch_timeout
+        self.watch_timeout = watch_server_timeout(stall_seconds)
         self.stall_seconds = stall_seconds
         self.restarts = 0  # watches that ended in an error or a stall (then relisted)
         self.stalls = 0  # of which: stalled

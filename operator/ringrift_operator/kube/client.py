@@ -27,9 +27,16 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WATCH_STALL_SECONDS = 90.0
-"""A watch that delivers nothing (no event, no bookmark) this long is stalled and restarted;
-kube-apiserver sends a bookmark about every minute to watches that ask for them."""
+"""A watch that delivers nothing (no event, no bookmark) this long is stalled and restarted."""
 CONNECT_SECONDS = 10.0
+
+
+def watch_server_timeout(stall_seconds: float) -> int:
+    """``timeoutSeconds`` for watch requests: well inside the stall bound. kube-apiserver sends
+    bookmarks to quiet watches only about every one to two minutes (measured: 60 s, 120 s), so
+    a healthy quiet watch must end server-side — and be resumed from its resourceVersion —
+    before it could be mistaken for a stalled one."""
+    return max(1, min(60, int(stall_seconds * 2 / 3)))
 
 
 class ApiError(Exception):
@@ -263,13 +270,16 @@ class KubeClient:
         *,
         resource_version: str,
         params: Mapping[str, str] | None = None,
-        timeout_seconds: int = 300,
+        timeout_seconds: int | None = None,
         stall_seconds: float = WATCH_STALL_SECONDS,
     ) -> AsyncIterator[JsonDict]:
         """Watch events from ``resource_version``: dicts with ``type`` and ``object``. Ends when
-        the server closes the stream (at the latest after ``timeout_seconds``); raises
+        the server closes the stream (after ``timeout_seconds``, by default
+        :func:`watch_server_timeout` of ``stall_seconds``); raises
         ApiError(410) when the version is too old, and TimeoutError when the connection cannot
         be made in ``CONNECT_SECONDS`` or nothing at all arrives for ``stall_seconds``."""
+        if timeout_seconds is None:
+            timeout_seconds = watch_server_timeout(stall_seconds)
         query = {
             **(params or {}),
             "watch": "true",

@@ -18,7 +18,7 @@ from aiohttp import web
 from ringrift_operator.api.settings import OperatorSettings
 from ringrift_operator.handlers.main import configure_kopf
 from ringrift_operator.kube.cache import Reflector
-from ringrift_operator.kube.client import Credentials, KubeClient
+from ringrift_operator.kube.client import Credentials, KubeClient, watch_server_timeout
 
 STALL = 0.4
 
@@ -86,6 +86,14 @@ async def test_a_watch_that_receives_nothing_is_restarted_within_its_bound() -> 
     assert r.health()["stalls"] == r.stalls
 
 
+def test_quiet_watches_end_server_side_well_within_the_stall_bound() -> None:
+    # kube-apiserver bookmarks a quiet watch only every 60-120 s
+    assert watch_server_timeout(90) == 60
+    assert watch_server_timeout(600) == 60
+    assert watch_server_timeout(5) == 3
+    assert watch_server_timeout(1) == 1
+
+
 async def test_bookmarks_keep_a_quiet_watch_alive() -> None:
     client = QuietClient(count=12, every=STALL / 4)  # bookmarks for ~1.2 s, then silence
     r = reflector(client)
@@ -139,7 +147,7 @@ async def test_the_client_gives_up_on_a_hung_watch(headers: bool) -> None:
                 pass
         assert STALL <= time.monotonic() - t0 < STALL + 1.0
         assert "allowWatchBookmarks=true" in seen[0]
-        assert "timeoutSeconds=300" in seen[0], "the server ends every watch too"
+        assert "timeoutSeconds=1" in seen[0], "the server ends every watch, well within the bound"
     finally:
         await client.close()
         await runner.cleanup()
@@ -169,8 +177,8 @@ def test_kopf_watches_and_shutdown_are_bounded() -> None:
     ours = OperatorSettings(watch_stall_seconds=45, shutdown_timeout_seconds=7)
     configure_kopf(settings, ours)
     assert settings.watching.inactivity_timeout == 45  # no event, no bookmark: reconnect
-    assert settings.watching.server_timeout == 300
-    assert settings.watching.client_timeout == 345
+    assert settings.watching.server_timeout == 30  # a healthy quiet watch ends before 45 s
+    assert settings.watching.client_timeout == 75
     assert settings.watching.connect_timeout == 10
     assert settings.networking.connect_timeout == 10
     assert settings.networking.request_timeout == 30
