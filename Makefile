@@ -74,7 +74,7 @@ CHAOS_FAULTS := tests/e2e/test_chaos_faults.py \
 	tests/e2e/test_syncplan.py::test_a_target_agent_lost_mid_plan_converges_when_it_returns_with_no_corrupt_file
 
 .PHONY: chaos-faults
-chaos-faults: venv tools ## fault chaos on the sandbox, long variants (20 kill -9s; ~10 min)
+chaos-faults: venv tools ## fault chaos on the sandbox, long variants (20 kill -9s; ~6 min)
 	pytest -m 'e2e or chaos' -k 'not 3-kills' $(CHAOS_FAULTS) $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
