@@ -68,6 +68,20 @@ test: venv tools ## the whole suite: unit tests and e2e on the sandbox cluster
 test-e2e: venv tools ## e2e tests only
 	pytest -m e2e $(PYTEST_ARGS)
 
+# Chaos, process and infrastructure faults: the long variants (20 operator kills) and every
+# other fault scenario (API server restart and freeze, SIGTERM without API server, leader killed
+# and frozen, node loss, agent loss). Figures: bench/results/chaos-faults.json. `make test` runs
+# the short variants.
+CHAOS_FAULTS := tests/e2e/test_chaos_faults.py \
+	tests/e2e/test_leadership.py::test_one_replica_acts_and_a_killed_leader_hands_over \
+	tests/e2e/test_leadership.py::test_a_paused_leader_that_lost_its_lease_writes_nothing \
+	tests/e2e/test_selfplayjob.py::test_losing_the_node_retries_the_job_elsewhere \
+	tests/e2e/test_syncplan.py::test_a_target_agent_lost_mid_plan_converges_when_it_returns_with_no_corrupt_file
+
+.PHONY: chaos-faults
+chaos-faults: venv tools ## fault chaos on the sandbox, long variants (20 kill -9s; ~6 min)
+	pytest -m 'e2e or chaos' -k 'not 3-kills' $(CHAOS_FAULTS) $(PYTEST_ARGS)
+
 BENCH_ARGS ?=
 
 .PHONY: bench

@@ -62,7 +62,10 @@ def operator_registry() -> CollectorRegistry:
     deps: Any = SimpleNamespace(
         registry=CollectorRegistry(),
         metrics=Metrics(),
-        cache=SimpleNamespace(gpu_totals=lambda: (0, 0)),
+        cache=SimpleNamespace(
+            gpu_totals=lambda: (0, 0), nodes={}, not_ready_nodes=lambda: [],
+            failures_by_node=lambda: {"node": 0},
+        ),
         client=SimpleNamespace(stats=SimpleNamespace(counts={("GET", "pods"): 0})),
         store=SimpleNamespace(ages=lambda: {"node": 0.0}),
     )

@@ -42,7 +42,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # SIGTERM (CI timeouts, `kill`) should tear the cluster down like Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     directory = Path(os.environ.get("RINGRIFT_SANDBOX_DIR") or tmp_path_factory.mktemp("sandbox"))
-    box = Sandbox(directory, nodes=E2E_NODES)
+    box = Sandbox(directory, nodes=E2E_NODES, audit=True)  # audit: who wrote what, when
     box.start()
     print(f"\nsandbox started in {box.timings['start']:.1f}s at {directory}")
     try:
@@ -103,10 +103,19 @@ def namespace(core: Any, sandbox: Any) -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Everything under tests/e2e is marked e2e."""
+    """Everything under tests/e2e is marked e2e. The long chaos variants (marked ``chaos``) run
+    only when asked for by a marker expression that names them (``-m chaos``, as
+    ``make chaos-faults`` does); every other run deselects them — their short variants are
+    ordinary tests."""
     for item in items:
         if "/tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+    if "chaos" in (config.option.markexpr or ""):
+        return
+    chaos = [item for item in items if item.get_closest_marker("chaos")]
+    if chaos:
+        config.hook.pytest_deselected(items=chaos)
+        items[:] = [item for item in items if not item.get_closest_marker("chaos")]
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,16 @@ KUBE_VERSION = "v1.36.3"
 SERVICE_CIDR = "10.96.0.0/12"
 START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 _PR_SET_PDEATHSIG = 1
+# Writes only, metadata only, one event per request (when it completed).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
 
 
 class SandboxError(RuntimeError):
@@ -133,6 +143,7 @@ class Sandbox:
     agents: bool = True  # run one node agent per simulated node (the data plane)
     simulator: Any = None  # SimulatorProcess while running
     agent_fleet: Any = None  # AgentFleet while running
+    audit: bool = False  # kube-apiserver writes an audit log of every write (audit_log_path)
     components: dict[str, Component] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
@@ -157,6 +168,23 @@ class Sandbox:
 
     def log_path(self, name: str) -> Path:
         return self.directory / "logs" / f"{name}.log"
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.directory / "logs" / "audit.jsonl"
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The API server's audit events so far (with ``audit=True``): one per write request,
+        with verb, objectRef, userAgent and timestamps."""
+        try:
+            lines = self.audit_log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        return events
 
     def node_data_dir(self, node: str) -> Path:
         return self.directory / "nodes" / node / "data"
@@ -246,6 +274,34 @@ class Sandbox:
         self.components.clear()
         self.state_file.unlink(missing_ok=True)
 
+    # ---- faults ------------------------------------------------------------------------------
+    def stop_apiserver(self, *, graceful: bool = False, timeout: float = 30.0) -> None:
+        """Take kube-apiserver away (chaos tests): SIGKILL by default, a crash whose
+        connections simply break; ``graceful`` sends SIGTERM and waits for its shutdown. Every
+        other component stays up and has to cope."""
+        comp = self.components["kube-apiserver"]
+        assert comp.process is not None
+        _signal_group(comp.process.pid, signal.SIGTERM if graceful else signal.SIGKILL)
+        try:
+            comp.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(comp.process.pid, signal.SIGKILL)
+            comp.process.wait(timeout=5)
+        wait_for("the API server port to be released",
+                 lambda: port_is_free(self.ports["apiserver"]), timeout=timeout)  # fmt: skip
+
+    def start_apiserver(self, *, timeout: float = 90.0) -> float:
+        """Start kube-apiserver again, same flags and port (the kubeconfig stays valid), and
+        wait until it is ready; returns the seconds that took."""
+        comp = self.components["kube-apiserver"]
+        if comp.alive():
+            raise SandboxError("kube-apiserver is already running")
+        t0 = time.monotonic()
+        comp.start()
+        self._expect_healthy("kube-apiserver", lambda: self.get("/readyz") == b"ok", timeout)
+        self._write_state()
+        return time.monotonic() - t0
+
     # ---- components --------------------------------------------------------------------------
     def _add(self, name: str, argv: list[str]) -> Component:
         comp = Component(name, argv, self.log_path(name))
@@ -317,9 +373,23 @@ class Sandbox:
                 "--max-mutating-requests-inflight=400",
                 "--profiling=false",
                 "--v=1",
+                *self._audit_flags(),
             ],
         )
         self._expect_healthy("kube-apiserver", lambda: self.get("/readyz") == b"ok", timeout=90)
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.directory / "audit-policy.json"
+        policy.write_text(json.dumps(AUDIT_POLICY))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log_path}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",  # an event is on disk when its request has returned
+            "--audit-log-maxsize=0",
+        ]
 
     def _start_controller_manager(self, pki: Pki) -> None:
         kc = str(self.kubeconfig)

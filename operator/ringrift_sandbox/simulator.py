@@ -100,7 +100,9 @@ class SimulatorRule(BaseModel):
     )
     hang: bool = Field(default=False, description="never complete: the pod stays Running")
     skip: bool = Field(
-        default=False, description="run nothing; complete at once with `message` and `exitCode`"
+        default=False,
+        description="run nothing; complete with `message` and `exitCode`, at once or after "
+        "`durationMs` (a light stand-in for a workload that takes time)",
     )
     message: dict[str, Any] | str | None = Field(
         default=None, description="skip: the termination message (an object is sent as JSON)"
@@ -739,14 +741,19 @@ class WorkloadSimulator:
 
     # ---- one pod -----------------------------------------------------------------------------
     def _complete(self, uid: str, run: _Run) -> None:
+        failed = False
         try:
             self._play(uid, run)
         except Exception:
-            log.exception("pod %s: simulator error", pod_key(run.pod))
+            # The API server went away mid-way, say: like a kubelet, play the pod again when
+            # it is next seen (the relist after the watch comes back).
+            log.exception("pod %s: simulator error; it is played again when next listed",
+                          pod_key(run.pod))  # fmt: skip
+            failed = True
         finally:
             with self._lock:
                 self._runs.pop(uid, None)
-                if run.cancelled.is_set():  # deleted: no later event may need this uid
+                if failed or run.cancelled.is_set():  # deleted: no later event may need it
                     self._handled.discard(uid)
 
     def _play(self, uid: str, run: _Run) -> None:
@@ -757,6 +764,9 @@ class WorkloadSimulator:
         started = datetime.now(UTC)
         t0 = time.monotonic()
         if rule is not None and rule.skip:
+            if rule.duration_ms and run.cancelled.wait(rule.duration_ms / 1000):
+                log.info("pod %s node=%s deleted while running; not completed", pod_key(pod), node)
+                return
             exit_code = rule.exit_code or 0
             raw = rule.message
             message = json.dumps(raw, separators=(",", ":")) if isinstance(raw, dict) else raw or ""
@@ -877,8 +887,7 @@ class WorkloadSimulator:
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, 3.0)
-        log.error("pod %s: giving up on the status patch", pod_key(pod))
-        return False
+        raise RuntimeError(f"pod {pod_key(pod)}: giving up on the status patch")
 
 
 def _describe(rule: SimulatorRule | None) -> str:

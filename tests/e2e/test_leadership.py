@@ -1,6 +1,7 @@
 """Leadership and endpoints: one replica acts, standbys wait; a killed leader hands over within
-the lease duration; a paused leader that wakes after losing its lease writes nothing; /metrics
-and /status answer with their documented content."""
+the lease duration + 15 s; a paused leader that wakes after losing its lease writes nothing (the
+API server's audit log shows no write request from it after the freeze); /metrics and /status
+answer with their documented content. The handover figures go to the chaos results."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from chaos_support import audit_writes, by_agent, record
 from operator_support import (
     GROUP,
     VERSION,
@@ -122,26 +124,36 @@ def test_one_replica_acts_and_a_killed_leader_hands_over(
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "selfplayjobs", spj("two"))
     second = wait_for_status(custom, namespace, "two", lambda s: s.get("phase") == "Complete")
     assert second["status"]["epoch"] == epoch + 1
+    record("leader-killed", lease_seconds=LEASE_SECONDS, bound_seconds=LEASE_SECONDS + 15,
+           handover_seconds=round(handover, 1), epochs=[epoch, epoch + 1])  # fmt: skip
 
 
 def test_a_paused_leader_that_lost_its_lease_writes_nothing(
-    replicas: list[OperatorProcess], api_client: Any, core: Any, namespace: str
+    replicas: list[OperatorProcess], api_client: Any, core: Any, namespace: str, sandbox: Any
 ) -> None:
     leader, standby = replicas
     custom = client.CustomObjectsApi(api_client)
     poll(lambda: status_of(standby), until=lambda d: d["role"] == "standby", timeout=30,
          what="the second replica standing by")  # fmt: skip
-    old_epoch = status_of(leader)["epoch"]
+    old = status_of(leader)
+    old_epoch = old["epoch"]
+    stale = f"ringrift-operator/{old['identity']}"  # its User-Agent, in the audit log
+    poll(lambda: by_agent(audit_writes(sandbox), stale), until=bool, timeout=LEASE_SECONDS,
+         what="the leader's own writes audited (its Lease renewals)")  # fmt: skip
 
+    frozen_wall, frozen = time.time(), time.monotonic()
     os.kill(leader.process.pid, signal.SIGSTOP)
     doc = poll(lambda: status_of(standby), until=lambda d: d["role"] == "leader",
                timeout=LEASE_SECONDS + 15, what="the standby taking over")  # fmt: skip
+    handover = time.monotonic() - frozen
     new_epoch = doc["epoch"]
     assert new_epoch == old_epoch + 1
+    assert handover <= LEASE_SECONDS + 15
     # Work arrives while the old leader sleeps; it sees the same watch events when it wakes.
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "selfplayjobs", spj("p"))
     wait_for_status(custom, namespace, "p", lambda s: s.get("phase") == "Complete")
 
+    paused = time.monotonic() - frozen
     os.kill(leader.process.pid, signal.SIGCONT)
     poll(lambda: leader.alive(), until=lambda alive: not alive, timeout=20,
          what="the woken stale leader to exit")  # fmt: skip
@@ -150,3 +162,14 @@ def test_a_paused_leader_that_lost_its_lease_writes_nothing(
     assert pods_epochs(core, namespace) == {str(new_epoch)}
     job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "selfplayjobs", "p")
     assert job["status"]["epoch"] == new_epoch
+    # The API server's own record: not one write request from the stale leader since its
+    # freeze (creates, updates, patches, deletes — the Lease included), while the new one wrote.
+    since = audit_writes(sandbox, since=frozen_wall)
+    stale_writes = by_agent(since, stale)
+    fresh_writes = by_agent(since, f"ringrift-operator/{doc['identity']}")
+    record("leader-frozen", lease_seconds=LEASE_SECONDS, bound_seconds=LEASE_SECONDS + 15,
+           handover_seconds=round(handover, 1), paused_seconds=round(paused, 1),
+           stale_leader_writes=len(stale_writes), new_leader_writes=len(fresh_writes),
+           epochs=[old_epoch, new_epoch])  # fmt: skip
+    assert not stale_writes, [(e["verb"], e["objectRef"]) for e in stale_writes]
+    assert fresh_writes

@@ -4,6 +4,9 @@ over-committed, retried elsewhere, expired, suspended, completed and cleaned up.
 from __future__ import annotations
 
 import json
+import re
+import time
+import urllib.request
 from collections import defaultdict
 from typing import Any
 
@@ -11,7 +14,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from operator_support import GROUP, VERSION, spj, wait_for_status
+from chaos_support import record
+from operator_support import GROUP, VERSION, events_of, spj, wait_for_status
 from ringrift_operator.api.contract import parse_result
 from ringrift_sandbox.cluster import wait_for
 from ringrift_sandbox.nodes import KWOK_ANNOTATION, KWOK_MANAGED
@@ -96,10 +100,8 @@ def test_a_job_runs_on_the_most_powerful_free_gpu_and_completes(
     assert result.games_written == 7
     games = list((sandbox.node_data_dir(status["node"]) / "games" / "square8_2p").glob("*.jsonl"))
     assert games, "the workload wrote its games on the node it ran on"
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=first")
-    reasons = {e.reason for e in events.items}
-    assert {"Scheduled", "Completed"} <= reasons
-    scheduled = next(e for e in events.items if e.reason == "Scheduled")
+    events = events_of(core, namespace, "first", including={"Scheduled", "Completed"})
+    scheduled = next(e for e in events if e.reason == "Scheduled")
     assert "power score 1000" in scheduled.message
 
 
@@ -237,15 +239,41 @@ def test_deleting_the_job_removes_its_pods(
     )
 
 
+RETRY_SECONDS = 60  # a lost node's job runs elsewhere within this
+RUNNING_OR_DONE = ("Running", "Complete")
+
+
+def operator_status(operator: Any) -> dict[str, Any]:
+    with urllib.request.urlopen(operator.url + "/status", timeout=5) as resp:
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc
+
+
+def node_failures_metric(operator: Any, node: str) -> float:
+    with urllib.request.urlopen(operator.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    found = re.search(rf'^ringrift_node_recent_failures{{node="{node}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_losing_the_node_retries_the_job_elsewhere(
-    custom: Any, core: Any, namespace: str, rules: Any, sandbox: Any
+    custom: Any, core: Any, namespace: str, rules: Any, sandbox: Any, operator: Any
 ) -> None:
     rules(name="lost-sp-1", hang=True)
     create(custom, namespace, spj("lost", gpus=4))
     status = wait_for_status(custom, namespace, "lost", phase_is("Running"))["status"]
     node = status["node"]
+    failures_before = operator_status(operator)["managers"]["node_selector"]["recent_failures"]
+    lost_at = time.monotonic()
     sandbox.set_node_lost(node)
+    recovered = False
     try:
+        moved = wait_for_status(
+            custom, namespace, "lost",
+            lambda s: s.get("node") not in (None, node) and s.get("phase") in RUNNING_OR_DONE,
+            timeout=RETRY_SECONDS, what="the job running elsewhere after its node went NotReady",
+        )["status"]  # fmt: skip
+        retry_s = time.monotonic() - lost_at
         done = wait_for_status(
             custom, namespace, "lost", phase_is("Complete"), timeout=120,
             what="the job retried after its node went NotReady",
@@ -257,8 +285,28 @@ def test_losing_the_node_retries_the_job_elsewhere(
         assert attempts[1]["result"] == "Succeeded"
         events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=lost")
         assert any(e.reason == "NodeLost" for e in events.items)
-    finally:
+        # Its reputation dropped, visible in /status and /metrics; it is seen NotReady.
+        selector = operator_status(operator)["managers"]["node_selector"]
+        assert selector["recent_failures"].get(node, 0) > failures_before.get(node, 0)
+        assert node in selector["not_ready"]
+        assert node_failures_metric(operator, node) >= 1
+        # Back: seen Ready again (the reputation stays lowered for its window).
         sandbox.set_node_lost(node, lost=False)
+        back_at = time.monotonic()
+        poll(lambda: operator_status(operator)["managers"]["node_selector"]["not_ready"],
+             until=lambda names: node not in names, timeout=30,
+             what=f"the operator seeing {node} Ready again")  # fmt: skip
+        recovered_s = time.monotonic() - back_at
+        recovered = True
+        assert f"node {node} recovered" in operator.log()
+        record("node-loss", node=node, bound_seconds=RETRY_SECONDS,
+               retry_elsewhere_seconds=round(retry_s, 1), moved_to=moved["node"],
+               recent_failures=selector["recent_failures"].get(node, 0),
+               recovery_seen_seconds=round(recovered_s, 1))  # fmt: skip
+        assert retry_s <= RETRY_SECONDS
+    finally:
+        if not recovered:
+            sandbox.set_node_lost(node, lost=False)
         wait_for(f"{node} Ready again", lambda: node in sandbox.ready_nodes(), timeout=60)
 
 

@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import re
+import signal
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from chaos_support import record
 from cluster_support import skip_module_on_existing_cluster
 from operator_support import GROUP, VERSION, spj, wait_for_status
 from ringrift_operator.agent.pull import PARTIAL_SUFFIX, partial_path
@@ -152,8 +155,13 @@ def test_games_from_several_nodes_reach_the_named_targets_byte_identical(
     assert {p["node"] for p in status["peers"]} >= {*producers.values(), *targets}
     types = {c["type"]: c["status"] for c in status["conditions"]}
     assert types == {"ManifestsCollected": "True", "Synced": "True"}
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=to-named")
-    assert [e.reason for e in events.items] == ["Synced"], "one Event per round"
+    # The Event follows the status write: wait for it, then there must be exactly one.
+    reasons = poll(
+        lambda: [e.reason for e in core.list_namespaced_event(
+            namespace, field_selector="involvedObject.name=to-named").items],
+        until=bool, timeout=15, what="the Synced Event",
+    )  # fmt: skip
+    assert reasons == ["Synced"], "one Event per round"
 
     # A new round (the spec changed) after convergence moves nothing.
     pulls, ids = pulls_logged(operator, namespace, "to-named"), file_ids(sandbox, targets, config)
@@ -285,6 +293,48 @@ def test_a_stopped_agent_and_tampered_files_make_the_plan_retry_then_converge(
             if p.name.endswith(PARTIAL_SUFFIX)
         ]
         assert not leftovers, f"{target} kept partial downloads {leftovers}"
+
+
+AGENT_BACK_SECONDS = 60  # a plan converges within this once the lost agent is back
+
+
+def test_a_target_agent_lost_mid_plan_converges_when_it_returns_with_no_corrupt_file(
+    custom: Any, namespace: str, sandbox: Any
+) -> None:
+    config, targets = "square19_3p", ["gpu-h100-1", "cpu-1"]
+    produce(custom, namespace, "square19", 3, {"s1": "gpu-h100-0", "s2": "gpu-l40s-1"})
+    expected = games(sandbox, "gpu-h100-0", config) | games(sandbox, "gpu-l40s-1", config)
+    lost, fleet = targets[0], sandbox.agent_fleet
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, syncplan("lossy", [config], {"nodeNames": targets})
+    )
+    # The agent crashes (SIGKILL: no clean shutdown) while the plan is under way.
+    os.killpg(fleet.agent(lost).process.pid, signal.SIGKILL)
+    fleet.agent(lost).process.wait(timeout=10)
+    state_at_loss = (get_plan(custom, namespace, "lossy").get("status") or {}).get("state", "")
+    wait_plan(custom, namespace, "lossy", lambda s: s.get("state") == "Retry",
+              what="Retry while the target's agent is gone")  # fmt: skip
+    poll(lambda: games(sandbox, targets[1], config), until=lambda g: g == expected, timeout=45,
+         what="the other target synced meanwhile")  # fmt: skip
+
+    fleet.restart_agent(lost)
+    back = time.monotonic()
+    obj = wait_plan(custom, namespace, "lossy", synced(), timeout=AGENT_BACK_SECONDS,
+                    what="lossy Synced after the agent returned")  # fmt: skip
+    converge_s = time.monotonic() - back
+    # Every file on every target has the source's checksum; nothing half-written is left.
+    corrupt = [(t, p) for t in targets for p, h in games(sandbox, t, config).items()
+               if expected.get(p) != h]  # fmt: skip
+    assert not corrupt
+    assert_identical_everywhere(sandbox, expected, targets, config)
+    leftovers = [p for t in targets for p in (sandbox.node_data_dir(t) / "games" / config).iterdir()
+                 if p.name.endswith(PARTIAL_SUFFIX)]  # fmt: skip
+    record("agent-loss", files=len(expected), targets=len(targets), state_at_loss=state_at_loss,
+           attempts=obj["status"].get("attempts", 0), bound_seconds=AGENT_BACK_SECONDS,
+           converge_after_return_seconds=round(converge_s, 1),
+           corrupt_files=len(corrupt), partial_files=len(leftovers))  # fmt: skip
+    assert not leftovers
+    assert converge_s <= AGENT_BACK_SECONDS
 
 
 def read_manifest(url: str, token: str, config: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from operator_support import GROUP, VERSION, spj
+from operator_support import GROUP, VERSION, events_of, spj
 from ringrift_sandbox.simulator import load_rules, rules_path, set_rules
 from tests_support import poll
 
@@ -134,9 +134,8 @@ def test_waits_for_games_exports_trains_where_they_are_and_promotes(
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     for type in ("DataReady", "Exported", "Trained", "GauntletPassed", "Promoted"):
         assert conditions[type] == "True", type
-    reasons = {e.reason for e in core.list_namespaced_event(
-        namespace, field_selector="involvedObject.name=promote").items}  # fmt: skip
-    assert {"DataReady", "Exported", "Trained", "Evaluated", "Promoted"} <= reasons
+    events_of(core, namespace, "promote",
+              including={"DataReady", "Exported", "Trained", "Evaluated", "Promoted"})  # fmt: skip
 
     # The registry and the A/B record, in the history store.
     promoted = poll(
@@ -198,8 +197,7 @@ def test_duplicate_data_is_skipped_and_cooldown_holds_the_next_run(
     assert second["reason"] == "DuplicateData"
     assert second["dataHash"] == first["dataHash"]
     assert not pods_by_kind(core, namespace, "second")
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=second")
-    assert "Skipped" in {e.reason for e in events.items}
+    events_of(core, namespace, "second", including={"Skipped"})
 
     selfplay(custom, namespace, "games-b", "hexagonal", 3, games=20)
     wait_run(custom, namespace, "games-b", phase("Complete"), plural="selfplayjobs")
@@ -277,6 +275,4 @@ def test_a_failing_training_is_retried_then_the_run_fails(
     training = pods_by_kind(core, namespace, "doomed")["training"]
     assert [p.metadata.labels["ringrift.ai/attempt"] for p in training] == ["1", "2"]
     assert all(p.status.phase == "Failed" for p in training)
-    reasons = {e.reason for e in core.list_namespaced_event(
-        namespace, field_selector="involvedObject.name=doomed").items}  # fmt: skip
-    assert {"AttemptFailed", "BackoffLimitExceeded"} <= reasons
+    events_of(core, namespace, "doomed", including={"AttemptFailed", "BackoffLimitExceeded"})

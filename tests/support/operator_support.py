@@ -23,13 +23,17 @@ class OperatorProcess:
     log_path: Path
     port: int = 0  # /healthz, /readyz, /metrics, /status
     env: dict[str, str] | None = None  # the extra environment it was started with
+    log_offset: int = 0  # where this process's output starts in log_path (appended to)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """This process's output (not that of earlier processes logging to the same file)."""
+        with self.log_path.open("rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -53,6 +57,7 @@ def restart_in_place(proc: OperatorProcess, sandbox: Any, *, name: str = "operat
     fresh = start_operator(sandbox, name=name, env=proc.env)
     LIVE.remove(fresh)
     proc.process, proc.log_path, proc.port = fresh.process, fresh.log_path, fresh.port
+    proc.log_offset = fresh.log_offset
 
 
 def start_operator(
@@ -61,6 +66,7 @@ def start_operator(
     directory = sandbox.directory / name
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "operator.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
     port = free_port()
     environ = {
         **os.environ,
@@ -76,7 +82,7 @@ def start_operator(
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ,
             start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
-    proc = OperatorProcess(process, log_path, port, env)
+    proc = OperatorProcess(process, log_path, port, env, offset)
     LIVE.append(proc)
     if wait:
         wait_started(proc, timeout=60)
@@ -125,3 +131,22 @@ def wait_for_status(
 
 def elapsed(start: float) -> float:
     return time.monotonic() - start
+
+
+def events_of(
+    core: Any, namespace: str, name: str, *, including: set[str], timeout: float = 20
+) -> list[Any]:
+    """The Events of object ``name`` once their reasons include ``including``: a reconcile
+    writes the status first and posts its Events after, so a test that has just seen the status
+    waits for them here instead of racing the operator."""
+    items: list[Any] = poll(
+        lambda: (
+            core.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name={name}"
+            ).items
+        ),
+        until=lambda items: including <= {e.reason for e in items},
+        timeout=timeout,
+        what=f"Events {sorted(including)} of {namespace}/{name}",
+    )
+    return items

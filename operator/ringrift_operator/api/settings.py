@@ -240,6 +240,17 @@ class OperatorSettings(BaseModel):
     lease_duration_seconds: int = Field(
         default=15, ge=5, le=300, description="A leader silent this long loses the Lease."
     )
+    watch_stall_seconds: int = Field(
+        default=90, ge=5, le=3600,
+        description="A watch that receives nothing (no event, no bookmark) this long is "
+        "restarted; watch requests end server-side after two thirds of it (at most 60 s) and "
+        "are resumed, so a quiet healthy watch is never taken for a stalled one.",
+    )  # fmt: skip
+    shutdown_timeout_seconds: int = Field(
+        default=10, ge=1, le=600,
+        description="After SIGTERM the operator exits within this long, gracefully or not "
+        "(then with a non-zero status), even when the API server is unreachable.",
+    )  # fmt: skip
     http_port: int = Field(
         default=8080, ge=0, le=65535, description="/healthz, /readyz, /metrics, /status (0: off)."
     )

@@ -17,7 +17,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ringrift_operator.api.common import LABEL_MANAGED_BY, OPERATOR_NAME
-from ringrift_operator.kube.client import ApiError, KubeClient
+from ringrift_operator.kube.client import (
+    WATCH_STALL_SECONDS,
+    ApiError,
+    KubeClient,
+    watch_server_timeout,
+)
 from ringrift_operator.kube.snapshots import PodRecord, node_info, pod_record
 from ringrift_operator.managers.nodes import NodeInfo
 
@@ -87,6 +92,8 @@ class ClusterCache:
         self.reputation_window = 3600.0
         self.synced = asyncio.Event()
         self._synced_kinds: set[str] = set()
+        # kind -> health of the reflector that keeps it current (restarts, stalls, quiet time)
+        self.watches: dict[str, Callable[[], dict[str, Any]]] = {}
 
     # ---- updates from watches ----------------------------------------------------------------
     def upsert_node(self, obj: JsonDict) -> None:
@@ -215,6 +222,14 @@ class ClusterCache:
             times[:] = [t for t in times if t >= horizon]
         return len(times)
 
+    def failures_by_node(self) -> dict[str, int]:
+        """Nodes with failed attempts in the reputation window, and how many."""
+        counts = {node: self.recent_failures(node) for node in list(self.failures)}
+        return {node: n for node, n in sorted(counts.items()) if n}
+
+    def not_ready_nodes(self) -> list[str]:
+        return sorted(name for name, info in self._node_infos.items() if not info.ready)
+
     def node_ready(self, name: str) -> bool | None:
         """True/False for a known node; None when the node does not exist."""
         info = self._node_infos.get(name)
@@ -241,10 +256,17 @@ class ClusterCache:
             self.synced.set()
 
 
+class WatchStalled(TimeoutError):
+    """A watch delivered nothing — no event, no bookmark — for longer than its bound."""
+
+
 class Reflector:
     """List, then watch from the list's resourceVersion; relist on 410 Gone or any stream error,
-    with backoff. A stream that goes quiet beyond the read timeout is treated as stalled and
-    restarted, so a watch can never silently stop delivering."""
+    with backoff. A watch that delivers nothing (no event, no bookmark) for ``stall_seconds``
+    is treated as stalled and restarted — whatever the transport believes — so a watch can
+    never silently stop delivering. Watches end server-side well before that (``timeoutSeconds``
+    from :func:`watch_server_timeout`) and are resumed from their resourceVersion, so a healthy
+    quiet watch is never taken for a stalled one."""
 
     def __init__(
         self,
@@ -257,7 +279,7 @@ class Reflector:
         on_relist: Callable[[list[JsonDict]], None],
         params: dict[str, str] | None = None,
         on_synced: Callable[[], None] | None = None,
-        watch_timeout: int = 300,
+        stall_seconds: float = WATCH_STALL_SECONDS,
     ) -> None:
         self.client = client
         self.path = path
@@ -267,9 +289,49 @@ class Reflector:
         self.on_delete = on_delete
         self.on_relist = on_relist
         self.on_synced = on_synced
-        self.watch_timeout = watch_timeout
-        self.restarts = 0
-        self.last_event_at = 0.0
+        self.watch_timeout = watch_server_timeout(stall_seconds)
+        self.stall_seconds = stall_seconds
+        self.restarts = 0  # watches that ended in an error or a stall (then relisted)
+        self.stalls = 0  # of which: stalled
+        self.last_event_at = 0.0  # monotonic; bookmarks count
+
+    def health(self) -> dict[str, Any]:
+        quiet = time.monotonic() - self.last_event_at if self.last_event_at else None
+        return {"restarts": self.restarts, "stalls": self.stalls,
+                "seconds_since_event": None if quiet is None else round(quiet, 1)}  # fmt: skip
+
+    async def _watch(self, rv: str) -> str:
+        """One watch request from ``rv``, until the server ends it; returns the last version
+        seen. Raises WatchStalled when nothing arrives for ``stall_seconds``."""
+        stream = self.client.watch(
+            self.path, resource_version=rv, params=self.params,
+            timeout_seconds=self.watch_timeout, stall_seconds=self.stall_seconds + 5,
+        )  # fmt: skip
+        iterator = aiter(stream)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.stall_seconds):
+                        event = await anext(iterator)
+                except StopAsyncIteration:
+                    return rv
+                except TimeoutError as e:
+                    raise WatchStalled(
+                        f"nothing received for {self.stall_seconds:.0f}s (no event, no bookmark)"
+                    ) from e
+                self.last_event_at = time.monotonic()
+                obj = event.get("object") or {}
+                rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                kind = event.get("type")
+                if kind in ("ADDED", "MODIFIED"):
+                    self.on_upsert(obj)
+                elif kind == "DELETED":
+                    self.on_delete(obj)
+        finally:
+            closing = getattr(iterator, "aclose", None)
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing()
 
     async def run(self, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         delay = 0.5
@@ -280,22 +342,15 @@ class Reflector:
                 if self.on_synced:
                     self.on_synced()
                 rv = listing["metadata"].get("resourceVersion", "")
+                self.last_event_at = time.monotonic()
                 delay = 0.5
                 while True:
-                    async for event in self.client.watch(
-                        self.path, resource_version=rv, params=self.params,
-                        timeout_seconds=self.watch_timeout,
-                    ):  # fmt: skip
-                        self.last_event_at = time.monotonic()
-                        obj = event.get("object") or {}
-                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                        kind = event.get("type")
-                        if kind in ("ADDED", "MODIFIED"):
-                            self.on_upsert(obj)
-                        elif kind == "DELETED":
-                            self.on_delete(obj)
+                    rv = await self._watch(rv)
             except asyncio.CancelledError:
                 raise
+            except WatchStalled as e:
+                self.stalls += 1
+                log.warning("%s watch stalled: %s; restarting it", self.kind, e)
             except ApiError as e:
                 if not e.gone:
                     log.warning("%s watch failed: %s; relisting in %.1fs", self.kind, e, delay)
@@ -306,7 +361,9 @@ class Reflector:
             delay = min(delay * 2, 10.0)
 
 
-def start_cache_reflectors(client: KubeClient, cache: ClusterCache) -> list[asyncio.Task[None]]:
+def start_cache_reflectors(
+    client: KubeClient, cache: ClusterCache, *, stall_seconds: float = WATCH_STALL_SECONDS
+) -> list[asyncio.Task[None]]:
     """Start the node and pod reflectors that keep ``cache`` current."""
 
     def relist_nodes(items: list[JsonDict]) -> None:
@@ -331,6 +388,7 @@ def start_cache_reflectors(client: KubeClient, cache: ClusterCache) -> list[asyn
         client,
         path="/api/v1/nodes",
         kind="nodes",
+        stall_seconds=stall_seconds,
         on_upsert=cache.upsert_node,
         on_delete=lambda o: cache.delete_node(o["metadata"]["name"]),
         on_relist=relist_nodes,
@@ -346,6 +404,7 @@ def start_cache_reflectors(client: KubeClient, cache: ClusterCache) -> list[asyn
         client,
         path="/api/v1/pods",
         kind="operator-pods",
+        stall_seconds=stall_seconds,
         params={"labelSelector": managed},
         on_upsert=cache.upsert_pod,
         on_delete=delete,
@@ -357,6 +416,7 @@ def start_cache_reflectors(client: KubeClient, cache: ClusterCache) -> list[asyn
         client,
         path="/api/v1/pods",
         kind="other-pods",
+        stall_seconds=stall_seconds,
         params={
             "labelSelector": f"{LABEL_MANAGED_BY}!={OPERATOR_NAME}",
             "fieldSelector": "status.phase!=Succeeded,status.phase!=Failed",
@@ -366,7 +426,10 @@ def start_cache_reflectors(client: KubeClient, cache: ClusterCache) -> list[asyn
         on_relist=relister(False),
         on_synced=lambda: cache.mark_synced("other-pods"),
     )
-    return [asyncio.create_task(r.run(), name=f"reflector-{r.kind}") for r in (nodes, ours, others)]
+    reflectors = (nodes, ours, others)
+    for r in reflectors:
+        cache.watches[r.kind] = r.health
+    return [asyncio.create_task(r.run(), name=f"reflector-{r.kind}") for r in reflectors]
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:

@@ -26,6 +26,17 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WATCH_STALL_SECONDS = 90.0
+"""A watch that delivers nothing (no event, no bookmark) this long is stalled and restarted."""
+CONNECT_SECONDS = 10.0
+
+
+def watch_server_timeout(stall_seconds: float) -> int:
+    """``timeoutSeconds`` for watch requests: well inside the stall bound. kube-apiserver sends
+    bookmarks to quiet watches only about every one to two minutes (measured: 60 s, 120 s), so
+    a healthy quiet watch must end server-side — and be resumed from its resourceVersion —
+    before it could be mistaken for a stalled one."""
+    return max(1, min(60, int(stall_seconds * 2 / 3)))
 
 
 class ApiError(Exception):
@@ -156,8 +167,12 @@ class KubeClient:
         *,
         request_timeout: float = 30.0,
         max_connections: int = 64,
+        identity: str = "",
     ) -> KubeClient:
-        headers = {"Accept": "application/json", "User-Agent": "ringrift-operator"}
+        # The API server names the field manager after the part before "/", the same for every
+        # replica; the rest identifies the replica in audit logs.
+        agent = f"ringrift-operator/{identity}" if identity else "ringrift-operator"
+        headers = {"Accept": "application/json", "User-Agent": agent}
         if credentials.token:
             headers["Authorization"] = f"Bearer {credentials.token}"
         connector = aiohttp.TCPConnector(ssl=credentials.ssl_context(), limit=max_connections)
@@ -255,10 +270,16 @@ class KubeClient:
         *,
         resource_version: str,
         params: Mapping[str, str] | None = None,
-        timeout_seconds: int = 300,
+        timeout_seconds: int | None = None,
+        stall_seconds: float = WATCH_STALL_SECONDS,
     ) -> AsyncIterator[JsonDict]:
         """Watch events from ``resource_version``: dicts with ``type`` and ``object``. Ends when
-        the server closes the stream; raises ApiError(410) when the version is too old."""
+        the server closes the stream (after ``timeout_seconds``, by default
+        :func:`watch_server_timeout` of ``stall_seconds``); raises
+        ApiError(410) when the version is too old, and TimeoutError when the connection cannot
+        be made in ``CONNECT_SECONDS`` or nothing at all arrives for ``stall_seconds``."""
+        if timeout_seconds is None:
+            timeout_seconds = watch_server_timeout(stall_seconds)
         query = {
             **(params or {}),
             "watch": "true",
@@ -267,9 +288,12 @@ class KubeClient:
             "timeoutSeconds": str(timeout_seconds),
         }
         self.stats.record("WATCH", path)
-        # The read timeout catches a silently stalled stream: the server sends bookmarks at
-        # least every minute, so nothing for much longer than that means the stream is dead.
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
+        # The read timeout catches a silently stalled stream: the server sends bookmarks about
+        # every minute, so nothing for longer than that means the stream (or its peer) is dead.
+        timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds + stall_seconds, sock_connect=CONNECT_SECONDS,
+            sock_read=stall_seconds,
+        )  # fmt: skip
         async with self._session.get(
             self.credentials.server + path, params=query, timeout=timeout
         ) as resp:

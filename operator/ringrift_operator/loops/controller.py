@@ -73,7 +73,7 @@ class Controller:
         on_lost: Callable[[str], None] | None = None,
     ) -> Controller:
         """Connect and build the dependencies; nothing acts until :meth:`start`."""
-        client = await KubeClient.connect(load_credentials(kubeconfig))
+        client = await KubeClient.connect(load_credentials(kubeconfig), identity=identity)
         history = await _open_history(settings)
         deps = Deps(
             client=client, cache=ClusterCache(), settings=settings,
@@ -83,7 +83,9 @@ class Controller:
         self = cls(deps)
         if settings.leader_election:
             # Its own connection: renewals must never queue behind a burst of reconciles.
-            lease_client = await KubeClient.connect(client.credentials, max_connections=2)
+            lease_client = await KubeClient.connect(
+                client.credentials, max_connections=2, identity=identity
+            )
             self.elector = LeaderElector(
                 lease_client,
                 namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
@@ -111,7 +113,9 @@ class Controller:
                                 acquired_at=deps.clock().timestamp())
                 )  # fmt: skip
         await self._load_reputation()
-        self.tasks += start_cache_reflectors(deps.client, deps.cache)
+        self.tasks += start_cache_reflectors(
+            deps.client, deps.cache, stall_seconds=float(deps.settings.watch_stall_seconds)
+        )
         await asyncio.wait_for(deps.cache.synced.wait(), timeout=120)
         self.tasks.append(
             asyncio.create_task(
@@ -190,7 +194,9 @@ class Controller:
             "leader": elector.leader if elector else deps.identity,
             "started": self.started,
             "managers": {
-                "node_selector": {"status": "healthy", "nodes": len(deps.cache.nodes)},
+                "node_selector": {"status": "healthy", "nodes": len(deps.cache.nodes),
+                                  "not_ready": deps.cache.not_ready_nodes(),
+                                  "recent_failures": deps.cache.failures_by_node()},
                 "job_manager": {"status": "healthy", "pods": len(deps.cache.pods),
                                 "gpus_total": total, "gpus_in_use": used},
                 "reconciler": {"status": "healthy" if self.reconcile_failures < 10 else "degraded",
@@ -203,6 +209,7 @@ class Controller:
             "loops": self.loop_runner.health().as_dict() if self.loop_runner else {},
             "autopilot": self.autopilot.status() if self.autopilot else {"enabled": False},
             "elo": self.autopilot.elo_sync.status()["ratings"] if self.autopilot else {},
+            "watches": {kind: health() for kind, health in deps.cache.watches.items()},
             "requests": {f"{v} {r}": n for (v, r), n in deps.client.stats.counts.items()},
         }  # fmt: skip
 
@@ -255,6 +262,12 @@ class Controller:
             now = _node_signature(new)
             if was != now:
                 self._wake_all_active()
+            if was is not None and now is not None and (was[0] == "True") != (now[0] == "True"):
+                name = new["metadata"]["name"]
+                if now[0] == "True":
+                    log.info("node %s recovered: Ready again", name)
+                else:
+                    log.warning("node %s is NotReady: its jobs are retried elsewhere", name)
 
     def _wake_waiting(self) -> None:
         for key, body in self.deps.resources.items():

@@ -7,8 +7,9 @@ outcome, games, GPUs and API requests. Registered on the operator's own registry
   ``ringrift_reconcile_errors_total`` (counter);
 - ``ringrift_jobs_total`` (counter, by kind and outcome);
 - ``ringrift_games_total`` (counter, by config): games written by finished self-play;
-- ``ringrift_gpus`` (gauge, by state allocatable|in_use) and ``ringrift_api_requests_total``
-  (by verb and resource), computed when scraped;
+- ``ringrift_gpus`` (gauge, by state allocatable|in_use), ``ringrift_nodes`` (gauge, by state
+  ready|not_ready), ``ringrift_node_recent_failures`` (gauge, by node: its reputation) and
+  ``ringrift_api_requests_total`` (by verb and resource), computed when scraped;
 - the leader's loops: ``ringrift_loop_runs_total`` (by loop and result success|failure) and
   ``ringrift_loop_last_duration_seconds`` (by loop), computed when scraped;
   ``ringrift_autopilot_created_total`` (by kind), ``ringrift_self_healing_actions_total`` (by
@@ -39,6 +40,19 @@ class _ClusterCollector(Collector):
         gpus.add_metric(["allocatable"], total)
         gpus.add_metric(["in_use"], used)
         yield gpus
+        not_ready = self.deps.cache.not_ready_nodes()
+        nodes = GaugeMetricFamily("ringrift_nodes", "Nodes by readiness", labels=["state"])
+        nodes.add_metric(["ready"], len(self.deps.cache.nodes) - len(not_ready))
+        nodes.add_metric(["not_ready"], len(not_ready))
+        yield nodes
+        failures = GaugeMetricFamily(
+            "ringrift_node_recent_failures",
+            "Failed or lost attempts on a node within the reputation window (lowers its rank)",
+            labels=["node"],
+        )
+        for node, n in self.deps.cache.failures_by_node().items():
+            failures.add_metric([node], n)
+        yield failures
         requests = CounterMetricFamily(
             "ringrift_api_requests", "API requests sent", labels=["verb", "resource"]
         )
