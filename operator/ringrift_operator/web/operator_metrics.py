@@ -8,7 +8,10 @@ outcome, games, GPUs and API requests. Registered on the operator's own registry
 - ``ringrift_jobs_total`` (counter, by kind and outcome);
 - ``ringrift_games_total`` (counter, by config): games written by finished self-play;
 - ``ringrift_gpus`` (gauge, by state allocatable|in_use) and ``ringrift_api_requests_total``
-  (by verb and resource), computed when scraped.
+  (by verb and resource), computed when scraped;
+- ``ringrift_history_recoveries_total`` (counter): corrupt history databases this process moved
+  aside at startup (0 or 1), and ``ringrift_history_available`` (gauge, 0 or 1): whether the
+  history store is open at all.
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ class _ClusterCollector(Collector):
         for (verb, resource), n in sorted(self.deps.client.stats.counts.items()):
             requests.add_metric([verb, resource], n)
         yield requests
+        history = self.deps.history
+        recoveries = CounterMetricFamily(
+            "ringrift_history_recoveries",
+            "Corrupt history databases moved aside (to <name>.corrupt-<time>) at startup",
+        )
+        recoveries.add_metric([], 1 if history is not None and history.recovered_from else 0)
+        yield recoveries
+        yield GaugeMetricFamily(
+            "ringrift_history_available", "Whether the history store is open (1) or not (0)",
+            value=0 if history is None else 1,
+        )  # fmt: skip
 
 
 def install_operator_metrics(deps: Deps) -> None:

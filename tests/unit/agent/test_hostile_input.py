@@ -34,7 +34,7 @@ SEGMENTS = st.one_of(
 )  # fmt: skip
 PATHS = st.lists(SEGMENTS, min_size=1, max_size=6).map("/".join) | st.text(max_size=40)
 FUZZ = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("RINGRIFT_AGENT_FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
