@@ -197,3 +197,31 @@ def test_fuzzed_resources_through_the_api_server_and_the_operator(
     assert operator.alive(), operator.log()[-3000:]
     log = operator.log()[log_start:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_spec_the_schema_admits_but_the_pod_api_refuses_gets_a_status(
+    crds_installed: dict[str, Any], custom: Any, operator: OperatorProcess, fuzz_ns: str
+) -> None:
+    """Found by the fuzzing above: the CRD lets any toleration key through, the Pod API wants
+    a qualified name. The job must say so in its status, not retry a failing create forever."""
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "SelfplayJob",
+        "metadata": {"name": "refused-pod"},
+        "spec": {"board": "hexagonal", "players": 4, "engineMode": "heuristic", "games": 3,
+                 "gpus": 0, "placement": {"tolerations": [{"key": "æ", "operator": "Exists"}]}},
+    }  # fmt: skip
+    log_start = len(operator.log())
+    custom.create_namespaced_custom_object(GROUP, VERSION, fuzz_ns, "selfplayjobs", body)
+    obj = poll(
+        lambda: custom.get_namespaced_custom_object(GROUP, VERSION, fuzz_ns, "selfplayjobs",
+                                                    "refused-pod"),
+        until=lambda o: has_status(o) and o["status"].get("reason") == "PodRejected",
+        timeout=STATUS_DEADLINE_S,
+        what="the refused pod reported in the job's status",
+    )  # fmt: skip
+    assert obj["status"]["phase"] == "Pending"
+    assert "spec.tolerations[0].key" in obj["status"]["message"]
+    scheduled = next(c for c in obj["status"]["conditions"] if c["type"] == "Scheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "PodRejected")
+    assert operator.alive()
+    assert "Traceback" not in operator.log()[log_start:]
