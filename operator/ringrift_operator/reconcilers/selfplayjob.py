@@ -162,7 +162,7 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
         manifest["metadata"].setdefault("annotations", {})[ANNOTATION_POWER_SCORE] = str(score)
         try:
             await _create_and_bind(deps, job.namespace, manifest, node)
-        except _PodRefused as e:
+        except PodRefusedError as e:
             deps.cache.release(key)
             return pod_rejected(job, decision.status, why=str(e), now=deps.clock(),
                                 epoch=deps.epoch())  # fmt: skip
@@ -176,8 +176,9 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
     )  # fmt: skip
 
 
-class _PodRefused(Exception):
-    """The API server refused to create the pod (400/403/422): retrying at once cannot help."""
+class PodRefusedError(Exception):
+    """The API server refused to create the pod (400/403/422): retrying at once cannot help.
+    Raised by ``_create_and_bind`` (also the TrainingRun reconciler's)."""
 
 
 async def _create_and_bind(deps: Deps, namespace: str, manifest: dict[str, Any], node: str) -> None:
@@ -186,7 +187,7 @@ async def _create_and_bind(deps: Deps, namespace: str, manifest: dict[str, Any],
         await deps.client.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
     except ApiError as e:
         if e.status in (400, 403, 422):  # invalid (a spec the schema let through), PodSecurity…
-            raise _PodRefused(str(e)) from e
+            raise PodRefusedError(str(e)) from e
         if not e.conflict:
             raise
     try:
