@@ -48,6 +48,7 @@ def helm(sandbox: Any, tmp_path_factory: pytest.TempPathFactory, *args: str) -> 
     home = tmp_path_factory.getbasetemp() / "helm-home-security"
     env = {
         "PATH": "/usr/bin:/bin",
+        "HOME": str(home),  # helm's client caches discovery under $HOME/.kube
         "KUBECONFIG": str(sandbox.kubeconfig),
         "HELM_CONFIG_HOME": str(home / "config"),
         "HELM_CACHE_HOME": str(home / "cache"),
