@@ -58,15 +58,26 @@ fmt: venv ## format the code
 
 .PHONY: test-unit
 test-unit: venv ## unit tests only (no cluster)
-	pytest -m 'not e2e' $(PYTEST_ARGS)
+	pytest -m 'not e2e and not chaos' $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv tools ## the whole suite: unit tests and e2e on the sandbox cluster
-	pytest $(PYTEST_ARGS)
+test: venv tools ## the whole suite but the long chaos variants: unit tests and e2e on the sandbox
+	pytest -m 'not chaos' $(PYTEST_ARGS)
 
 .PHONY: test-e2e
 test-e2e: venv tools ## e2e tests only
-	pytest -m e2e $(PYTEST_ARGS)
+	pytest -m 'e2e and not chaos' $(PYTEST_ARGS)
+
+CHAOS_KILLS ?= 100
+FUZZ_EXAMPLES ?= 5000
+
+.PHONY: chaos-input
+chaos-input: venv tools ## history store SIGKILLs (CHAOS_KILLS), fuzzing (FUZZ_EXAMPLES), bad input, security
+	RINGRIFT_CHAOS_KILLS=$(CHAOS_KILLS) RINGRIFT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	RINGRIFT_AGENT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) pytest -s -m 'chaos or not chaos' \
+		tests/unit/state/test_crash.py tests/unit/state/test_recovery.py \
+		tests/unit/agent/test_hostile_input.py tests/e2e/test_history_recovery.py \
+		tests/e2e/test_fuzz.py tests/e2e/test_security.py $(PYTEST_ARGS)
 
 # Chaos, process and infrastructure faults: the long variants (20 operator kills) and every
 # other fault scenario (API server restart and freeze, SIGTERM without API server, leader killed
@@ -81,6 +92,9 @@ CHAOS_FAULTS := tests/e2e/test_chaos_faults.py \
 .PHONY: chaos-faults
 chaos-faults: venv tools ## fault chaos on the sandbox, long variants (20 kill -9s; ~6 min)
 	pytest -m 'e2e or chaos' -k 'not 3-kills' $(CHAOS_FAULTS) $(PYTEST_ARGS)
+
+.PHONY: chaos
+chaos: chaos-faults chaos-input ## every long chaos variant: faults (20 kills...) and input (SIGKILLs, fuzzing)
 
 BENCH_ARGS ?=
 

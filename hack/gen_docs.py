@@ -68,6 +68,7 @@ def operator_registry() -> CollectorRegistry:
         ),
         client=SimpleNamespace(stats=SimpleNamespace(counts={("GET", "pods"): 0})),
         store=SimpleNamespace(ages=lambda: {"node": 0.0}),
+        history=None,
     )
     install_data_plane_metrics(deps)
     install_operator_metrics(deps)

@@ -261,10 +261,26 @@ def test_server_fills_in_the_default(
 # --- 3. the invalid-resource corpus ----------------------------------------------------------
 
 
+# What the corpus must cover (issue #10), by case id; changes to immutable fields are the
+# IMMUTABLE table below (they need a stored object to change).
+CORPUS_CATEGORIES = {
+    "wrong type": r"-(string|integer|float|not-a-list|not-an-object|as-quantity|as-duration)$",
+    "out-of-range number": r"(-0|-negative|-over-max|-[15]|-101|-over-an?-\w+|-under-10|overflow)$",
+    "unknown engine mode": r"^engine-",
+    "huge string, list or map": r"(over-max-(length|items|entries)|10000|mebibyte)",
+    "odd name": r"^name-",
+    "unknown field": r"^unknown-field",
+}
+
+
 def test_corpus_is_large_and_covers_every_kind() -> None:
     assert len(CASES) >= 50
     assert {c.kind for c in CASES} == set(KINDS)
     assert {c.status for c in CASES} == {400, 422}
+    for category, pattern in CORPUS_CATEGORIES.items():
+        matching = [c.id for c in CASES if re.search(pattern, c.id.split("/", 1)[1])]
+        assert len(matching) >= 3, f"{category}: only {matching}"
+    assert len(IMMUTABLE) >= 5
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

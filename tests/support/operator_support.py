@@ -61,7 +61,12 @@ def restart_in_place(proc: OperatorProcess, sandbox: Any, *, name: str = "operat
 
 
 def start_operator(
-    sandbox: Any, *, name: str, env: dict[str, str] | None = None, wait: bool = True
+    sandbox: Any,
+    *,
+    name: str,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    args: tuple[str, ...] = (),
 ) -> OperatorProcess:
     directory = sandbox.directory / name
     directory.mkdir(parents=True, exist_ok=True)
@@ -78,7 +83,7 @@ def start_operator(
     with log_path.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ringrift_operator.cli", "run",
-             f"--kubeconfig={sandbox.kubeconfig}"],
+             f"--kubeconfig={sandbox.kubeconfig}", *args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ,
             start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip

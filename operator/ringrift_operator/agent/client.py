@@ -53,6 +53,9 @@ JsonDict = dict[str, Any]
 # --- the wire format -----------------------------------------------------------------------------
 
 
+MAX_FILE_SIZE = 2**63 - 1  # a file's size is an off_t; a bigger one is not a file
+
+
 class WireError(ValueError):
     """A JSON document that is not the agent protocol; the message says which field is wrong."""
 
@@ -68,8 +71,8 @@ def entry_from_wire(obj: Any, *, where: str = "file") -> FileEntry:
     path, size, mtime, sha = obj.get("path"), obj.get("size"), obj.get("mtime"), obj.get("sha256")
     if not isinstance(path, str) or not path:
         raise WireError(f"{where}.path: expected a non-empty string")
-    if not _is_int(size) or size < 0:
-        raise WireError(f"{where}.size: expected a non-negative integer")
+    if not _is_int(size) or not 0 <= size <= MAX_FILE_SIZE:
+        raise WireError(f"{where}.size: expected an integer from 0 to {MAX_FILE_SIZE}")
     if not _is_number(mtime) or not math.isfinite(mtime) or mtime < 0:
         raise WireError(f"{where}.mtime: expected non-negative seconds since the epoch")
     if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
@@ -385,9 +388,13 @@ class AgentClient:
 
 
 async def _loads(raw: bytes) -> Any:
-    if len(raw) > 1 << 20:  # a big manifest: parse off the event loop
-        return await asyncio.to_thread(json.loads, raw)
-    return json.loads(raw)
+    """``json.loads``; ValueError for anything that is not JSON, nesting too deep included."""
+    try:
+        if len(raw) > 1 << 20:  # a big manifest: parse off the event loop
+            return await asyncio.to_thread(json.loads, raw)
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 async def _raise_for(response: aiohttp.ClientResponse, *, url: str) -> None:

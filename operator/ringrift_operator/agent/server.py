@@ -355,6 +355,8 @@ async def _pull(request: web.Request) -> web.Response:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         return json_error(400, f"malformed JSON: {e}")
+    except RecursionError:  # [[[[... deeper than the parser's stack: a caller's mistake too
+        return json_error(400, "malformed JSON: nested too deeply")
     try:
         pull = pull_request_from_wire(body, max_files=agent.settings.max_files_per_job)
     except WireError as e:

@@ -90,6 +90,7 @@ class SelfplayJobReason(StrEnum):
     """Reasons on SelfplayJob conditions."""
 
     WAITING_FOR_NODE = "WaitingForNode"  # Scheduled=False: no node passes the filters yet
+    POD_REJECTED = "PodRejected"  # Scheduled=False: the API server refused the attempt's pod
     NODE_SELECTED = "NodeSelected"  # Scheduled=True
     POD_CREATED = "PodCreated"  # Running=False: bound, container not started yet
     POD_RUNNING = "PodRunning"  # Running=True

@@ -22,6 +22,7 @@ from ringrift_operator.api.syncplan import KIND as SYNCPLAN
 from ringrift_operator.api.trainingrun import KIND as TRAININGRUN
 from ringrift_operator.kube.cache import ClusterCache, start_cache_reflectors, stop_tasks
 from ringrift_operator.kube.client import KubeClient, load_credentials
+from ringrift_operator.kube.events import build_event, post_event
 from ringrift_operator.kube.snapshots import PodRecord
 from ringrift_operator.loops.autopilot import Autopilot
 from ringrift_operator.loops.leadership import LeaderElector
@@ -136,6 +137,7 @@ class Controller:
                 asyncio.create_task(self._flush_history(deps.history), name="history")
             )
         self.started = True
+        await self._report_history_recovery()
         log.info("controller started (epoch %d): %d nodes, %d pods cached", deps.epoch(),
                  len(deps.cache.nodes), len(deps.cache.pods))  # fmt: skip
 
@@ -158,6 +160,24 @@ class Controller:
             at = mono - (now - (rep.last_failure_at or now))
             for _ in range(rep.failures):
                 deps.cache.record_failure(rep.node, at=at)
+
+    async def _report_history_recovery(self) -> None:
+        """A corrupt history file moved aside at startup (logged by the store) is also a Warning
+        Event on this operator's Pod (``POD_NAME``/``POD_NAMESPACE`` from the downward API),
+        where ``kubectl describe pod`` shows it. Posted by the leader only: it writes."""
+        history, deps = self.deps.history, self.deps
+        pod, namespace = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+        if history is None or history.recovered_from is None or not (pod and namespace):
+            return
+        involved = {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": namespace}
+        message = (
+            f"history database {history.path} was corrupt: moved aside to "
+            f"{history.recovered_from.name}; started a fresh, empty history (live state is in "
+            f"Kubernetes, only history is lost)"
+        )
+        event = build_event(involved=involved, type="Warning", reason="HistoryRecovered",
+                            message=message, now=deps.clock(), instance=deps.identity)  # fmt: skip
+        await post_event(deps.client, event)
 
     def _on_reconcile(self, seconds: float, ok: bool) -> None:
         self.reconcile_failures += 0 if ok else 1
@@ -203,7 +223,9 @@ class Controller:
                                "reconciles": self.reconciles, "failures": self.reconcile_failures,
                                "queue": len(self.queue)},
                 "state_manager": {"status": "healthy" if deps.history is not None else "degraded",
-                                  "pending_writes": deps.history.pending if deps.history else 0},
+                                  "pending_writes": deps.history.pending if deps.history else 0,
+                                  "recovered_from": str(deps.history.recovered_from or "")
+                                  if deps.history else ""},
             },
             "resources": phases,
             "loops": self.loop_runner.health().as_dict() if self.loop_runner else {},

@@ -328,3 +328,17 @@ def unplaceable(
     if b.cond(T.SCHEDULED, FALSE, R.WAITING_FOR_NODE, message):
         b.event("Warning", "FailedScheduling", message)
     return b.decision(R.WAITING_FOR_NODE, message, requeue_after=retry_after)
+
+
+def pod_rejected(
+    job: SelfplayJob, status: SelfplayJobStatus, *, why: str, now: datetime, epoch: int = 0,
+    retry_after: float = 30.0,
+) -> Decision:  # fmt: skip
+    """The status when the API server refused the attempt's pod (validation, Pod Security or
+    another admission check): the job stays Pending and says why, and is tried again now and
+    then (the namespace's policy may change) until its dispatch timeout expires it."""
+    b = _Status(job.model_copy(update={"status": status}), now, epoch)
+    message = f"the API server refused the attempt's pod: {' '.join(why.split())[:600]}"
+    if b.cond(T.SCHEDULED, FALSE, R.POD_REJECTED, message):
+        b.event("Warning", "FailedCreate", message)
+    return b.decision(R.POD_REJECTED, message, requeue_after=retry_after)

@@ -37,6 +37,7 @@ from ringrift_operator.managers.selfplayjob import (
     current_attempt,
     decide_selfplayjob,
     placed,
+    pod_rejected,
     unplaceable,
 )
 from ringrift_operator.reconcilers.deps import Deps
@@ -163,6 +164,10 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
         manifest["metadata"].setdefault("annotations", {})[ANNOTATION_POWER_SCORE] = str(score)
         try:
             await _create_and_bind(deps, job.namespace, manifest, node)
+        except PodRefusedError as e:
+            deps.cache.release(key)
+            return pod_rejected(job, decision.status, why=str(e), now=deps.clock(),
+                                epoch=deps.epoch())  # fmt: skip
         except BaseException:
             deps.cache.release(key)
             raise
@@ -173,11 +178,18 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
     )  # fmt: skip
 
 
+class PodRefusedError(Exception):
+    """The API server refused to create the pod (400/403/422): retrying at once cannot help.
+    Raised by ``_create_and_bind`` (also the TrainingRun reconciler's)."""
+
+
 async def _create_and_bind(deps: Deps, namespace: str, manifest: dict[str, Any], node: str) -> None:
     name = manifest["metadata"]["name"]
     try:
         await deps.client.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
     except ApiError as e:
+        if e.status in (400, 403, 422):  # invalid (a spec the schema let through), PodSecurity…
+            raise PodRefusedError(str(e)) from e
         if not e.conflict:
             raise
     try:

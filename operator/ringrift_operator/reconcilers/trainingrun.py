@@ -66,7 +66,11 @@ from ringrift_operator.reconcilers.models import (
     model_id,
     record_promotion,
 )
-from ringrift_operator.reconcilers.selfplayjob import _create_and_bind, _summarize
+from ringrift_operator.reconcilers.selfplayjob import (
+    PodRefusedError,
+    _create_and_bind,
+    _summarize,
+)
 from ringrift_operator.reconcilers.status import report_invalid, write_status
 from ringrift_operator.reconcilers.trainingdata import (
     observe_config,
@@ -209,6 +213,12 @@ async def _place(
             await _ensure_service(deps, run)
         for manifest, node in zip(manifests, chosen, strict=True):
             await _create_and_bind(deps, run.namespace, manifest, node)
+    except PodRefusedError as e:  # a spec the schema let through, Pod Security…: say so
+        for start in starts:
+            deps.cache.release((run.namespace, start.name))
+        return unplaceable(run, decision.status, kind=kind, now=deps.clock(), epoch=deps.epoch(),
+                           why=f"the API server refused the pod: {' '.join(str(e).split())[:600]}",
+                           retry_after=30.0)  # fmt: skip
     except BaseException:
         for start in starts:
             deps.cache.release((run.namespace, start.name))

@@ -4,6 +4,9 @@ Live state lives in Kubernetes objects; this database only remembers history (jo
 reputation, Elo, A/B gauntlet games, the model registry, metrics, training hashes, leader epochs).
 So the store is built to never stop the operator: a corrupt file is moved aside and a fresh one
 started, and a busy database is retried with backoff before a clear ``HistoryBusyError``.
+WAL with ``synchronous = NORMAL``: a committed batch is in the WAL before ``COMMIT`` returns, so a
+killed process (SIGKILL, OOM) loses nothing acknowledged (tests/unit/state/test_crash.py); only a
+power cut may lose the last commits, which history can afford better than an fsync per batch.
 
 Opened once at startup (``HistoryStore.open``) and passed to reconcilers and loops in their deps.
 Writes go through ``record``/``record_many`` (one transaction, ``executemany`` per table) or

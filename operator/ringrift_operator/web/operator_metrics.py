@@ -14,7 +14,10 @@ outcome, games, GPUs and API requests. Registered on the operator's own registry
   ``ringrift_loop_last_duration_seconds`` (by loop), computed when scraped;
   ``ringrift_autopilot_created_total`` (by kind), ``ringrift_self_healing_actions_total`` (by
   action), ``ringrift_prediction_seconds_to_threshold`` (gauge by signal; -1 not on course)
-  and ``ringrift_prediction_alerts_total`` (by signal kind).
+  and ``ringrift_prediction_alerts_total`` (by signal kind);
+- ``ringrift_history_recoveries_total`` (counter): corrupt history databases this process moved
+  aside at startup (0 or 1), and ``ringrift_history_available`` (gauge, 0 or 1): whether the
+  history store is open at all.
 """
 
 from __future__ import annotations
@@ -73,6 +76,17 @@ class _ClusterCollector(Collector):
                 duration.add_metric([snap.name], snap.stats.last_duration)
         yield runs
         yield duration
+        history = self.deps.history
+        recoveries = CounterMetricFamily(
+            "ringrift_history_recoveries",
+            "Corrupt history databases moved aside (to <name>.corrupt-<time>) at startup",
+        )
+        recoveries.add_metric([], 1 if history is not None and history.recovered_from else 0)
+        yield recoveries
+        yield GaugeMetricFamily(
+            "ringrift_history_available", "Whether the history store is open (1) or not (0)",
+            value=0 if history is None else 1,
+        )  # fmt: skip
 
 
 def install_operator_metrics(deps: Deps) -> None:

@@ -15,6 +15,7 @@ from ringrift_operator.managers.selfplayjob import (
     NodeState,
     decide_selfplayjob,
     placed,
+    pod_rejected,
     unplaceable,
 )
 
@@ -102,6 +103,21 @@ def test_no_capacity_keeps_it_pending_with_a_reason_and_one_event() -> None:
     again = unplaceable(job().model_copy(update={"status": d.status}), d.status,
                         why="no free GPU", now=NOW)  # fmt: skip
     assert again.events == ()  # no event spam while it keeps waiting
+
+
+def test_a_refused_pod_keeps_it_pending_saying_why_and_retries_slowly() -> None:
+    why = '422 Invalid: Pod "j-sp-1" is invalid: spec.tolerations[1].key: Invalid value: "æ"'
+    d = pod_rejected(job(), job().status, why=why, now=NOW)
+    assert d.status.phase.value == "Pending"
+    assert d.status.reason == "PodRejected"
+    assert "spec.tolerations[1].key" in (d.status.message or "")
+    assert d.status.conditions  # a status the user can read, not a crash-looping reconcile
+    assert d.requeue_after is not None
+    assert d.requeue_after >= 10
+    assert [e.reason for e in d.events] == ["FailedCreate"]
+    again = pod_rejected(job().model_copy(update={"status": d.status}), d.status, why=why,
+                         now=NOW)  # fmt: skip
+    assert again.events == ()
 
 
 @pytest.mark.parametrize(
