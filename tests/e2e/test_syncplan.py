@@ -301,8 +301,9 @@ AGENT_BACK_SECONDS = 60  # a plan converges within this once the lost agent is b
 def test_a_target_agent_lost_mid_plan_converges_when_it_returns_with_no_corrupt_file(
     custom: Any, namespace: str, sandbox: Any
 ) -> None:
-    config, targets = "square19_3p", ["gpu-h100-1", "cpu-1"]
-    produce(custom, namespace, "square19", 3, {"s1": "gpu-h100-0", "s2": "gpu-l40s-1"})
+    # square8_3p: no other e2e module plays it (test_trainingrun counts square19_3p's games).
+    config, targets = "square8_3p", ["gpu-h100-1", "cpu-1"]
+    produce(custom, namespace, "square8", 3, {"s1": "gpu-h100-0", "s2": "gpu-l40s-1"})
     expected = games(sandbox, "gpu-h100-0", config) | games(sandbox, "gpu-l40s-1", config)
     lost, fleet = targets[0], sandbox.agent_fleet
     custom.create_namespaced_custom_object(
