@@ -26,7 +26,8 @@ How a plan is decided:
 The work is linear in the number of manifest entries: dict passes, and per needed file a choice
 among the few peers that hold it — made in C loops (``filterfalse``, ``groupby``, ``map``) for the
 runs of files a single peer can send, the usual shape of a cold start. Nothing sorts the files
-(only the few unavailable paths, for a stable status). ``bench/micro_syncplan.py`` measures it over a million entries.
+(only the few unavailable paths, for a stable status). ``bench/micro_syncplan.py`` measures it
+over a million entries.
 """
 
 from __future__ import annotations
