@@ -582,12 +582,14 @@ async def run_scenario(
             proc.stop()
     if args.trace and proc is not None:
         result.extra["operator_trace"] = summarize_trace(trace_file, result)
-    for pod, (seen_at, bound_at, node) in watcher.results.items():
+    for pod, (seen_at, bound_at, node, decided_at) in watcher.results.items():
         index = pl.index_of(pod)
         if index is not None:
             result.seen[index] = seen_at
             if bound_at is not None:
                 result.bound[index] = (bound_at, node)
+            if decided_at:
+                result.decided[index] = decided_at
     result.cpu, result.rss = sampler.cpu, sampler.peak_rss
     if proc is not None:
         result.rss["operator (VmHWM)"] = sampler.hwm.get("operator", 0.0)

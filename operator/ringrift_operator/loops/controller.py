@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ringrift_operator.api.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from ringrift_operator.api.contract import JobKind
 from ringrift_operator.api.selfplayjob import KIND as SELFPLAYJOB
 from ringrift_operator.api.settings import OperatorSettings
 from ringrift_operator.api.syncplan import KIND as SYNCPLAN
@@ -26,6 +27,7 @@ from ringrift_operator.kube.snapshots import PodRecord
 from ringrift_operator.loops.autopilot import Autopilot
 from ringrift_operator.loops.leadership import LeaderElector
 from ringrift_operator.loops.runner import LoopRunner
+from ringrift_operator.managers.jobs import pod_name
 from ringrift_operator.reconcilers.deps import Deps, workload_settings
 from ringrift_operator.reconcilers.selfplayjob import reconcile_selfplayjob
 from ringrift_operator.reconcilers.syncplan import forget_syncplan, reconcile_syncplan
@@ -52,7 +54,7 @@ TERMINAL = {"Complete", "Failed", "Expired", "Promoted", "Skipped"}
 class Controller:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.queue: WorkQueue[Key] = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue(priority=self._priority)
         self.tasks: list[asyncio.Task[Any]] = []
         self.reconciles = 0
         self.reconcile_failures = 0
@@ -73,7 +75,10 @@ class Controller:
         on_lost: Callable[[str], None] | None = None,
     ) -> Controller:
         """Connect and build the dependencies; nothing acts until :meth:`start`."""
-        client = await KubeClient.connect(load_credentials(kubeconfig))
+        # A connection per worker, and room for the reflectors' watches and the autopilot.
+        client = await KubeClient.connect(
+            load_credentials(kubeconfig), max_connections=max(64, settings.workers + 16)
+        )
         history = await _open_history(settings)
         deps = Deps(
             client=client, cache=ClusterCache(), settings=settings,
@@ -226,6 +231,7 @@ class Controller:
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self.deps.resources.pop(key, None)
+            self.deps.unwritten.pop(key, None)
             self.queue.forget(key)
             if kind in ON_DELETE:
                 ON_DELETE[kind](self.deps, body)
@@ -265,6 +271,22 @@ class Controller:
                 self.queue.add(key)
 
     # ---- work --------------------------------------------------------------------------------
+    def _priority(self, key: Key) -> int:
+        """0 for a SelfplayJob whose current attempt has no pod yet (waiting for a node), 1 for
+        everything else: placements go first, the status writes that follow them after."""
+        kind, namespace, name = key
+        if kind != SELFPLAYJOB or key in self.deps.unwritten:
+            return 1
+        body = self.deps.resources.get(key)
+        if body is None:
+            return 1
+        status = body.get("status") or {}
+        if status.get("phase") in TERMINAL or (body.get("spec") or {}).get("suspend"):
+            return 1
+        attempt = max(1, int(status.get("attempts") or 0))
+        pod = pod_name(owner=name, kind=JobKind.SELFPLAY, attempt=attempt)
+        return 1 if self.deps.cache.pod(namespace, pod) is not None else 0
+
     async def _reconcile(self, key: Key) -> float | None:
         body = self.deps.resources.get(key)
         reconciler = RECONCILERS.get(key[0])

@@ -53,6 +53,18 @@ class Metrics:
     manifest_error: Callable[[str, str], None] = lambda node, error: None
 
 
+@dataclass(frozen=True, slots=True)
+class Unwritten:
+    """A status a reconcile decided and left for the object's next reconcile to write, with its
+    Events: a placement's (the pod is on its node; recording it can wait behind other
+    placements, and folds in what the pod did meanwhile)."""
+
+    uid: str
+    status: Any
+    events: tuple[Any, ...]
+    since: float = 0.0  # monotonic: when it was decided
+
+
 @dataclass
 class Deps:
     client: KubeClient
@@ -67,6 +79,8 @@ class Deps:
     metrics: Metrics = field(default_factory=Metrics)
     resources: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     """Latest body of every watched custom resource, by (kind, namespace, name)."""
+    unwritten: dict[tuple[str, str, str], Unwritten] = field(default_factory=dict)
+    """Statuses decided but not written yet, by (kind, namespace, name) (see ``Unwritten``)."""
     training_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while a TrainingRun passes its gates, so two runs of a config never both start."""
     training_starts: list[TrainingStart] = field(default_factory=list)
