@@ -63,6 +63,8 @@ class Controller:
         self.autopilot: Autopilot | None = None
         self.loop_runner: LoopRunner | None = None
         deps.cache.listeners.append(self._on_cache_change)
+        self._backlog_at = -1e9  # monotonic: when jobs last waited for a node
+        deps.placements_backlogged = self._placements_backlogged
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -88,7 +90,11 @@ class Controller:
         self = cls(deps)
         if settings.leader_election:
             # Its own connection: renewals must never queue behind a burst of reconciles.
-            lease_client = await KubeClient.connect(client.credentials, max_connections=2)
+            # A renewal that hangs must not use up the lease: give up on it early and retry.
+            lease_client = await KubeClient.connect(
+                client.credentials, max_connections=2,
+                request_timeout=max(2.0, settings.lease_duration_seconds / 4),
+            )  # fmt: skip
             self.elector = LeaderElector(
                 lease_client,
                 namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
@@ -126,6 +132,7 @@ class Controller:
             )
         )  # fmt: skip
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self.tasks.append(asyncio.create_task(self._release_deferred(), name="deferred"))
         if deps.settings.autopilot.enabled:
             self.autopilot = Autopilot(deps, deps.settings.autopilot)
             self.loop_runner = LoopRunner(self.autopilot.loops())
@@ -232,6 +239,7 @@ class Controller:
         if event_type == "DELETED":
             self.deps.resources.pop(key, None)
             self.deps.unwritten.pop(key, None)
+            self.deps.deferred.discard(key)
             self.queue.forget(key)
             if kind in ON_DELETE:
                 ON_DELETE[kind](self.deps, body)
@@ -294,6 +302,26 @@ class Controller:
             return None
         self.reconciles += 1
         return await reconciler(self.deps, body)
+
+    BACKLOG_QUIET_SECONDS = 1.0
+
+    def _placements_backlogged(self) -> bool:
+        """Whether SelfplayJobs wait for a worker to place them, or did in the last second."""
+        now = time.monotonic()
+        if self.queue.queued_with(0):
+            self._backlog_at = now
+            return True
+        return now - self._backlog_at < self.BACKLOG_QUIET_SECONDS
+
+    async def _release_deferred(self) -> None:
+        """Queue the status writes deferred behind placements once the backlog has cleared."""
+        deps = self.deps
+        while True:
+            await asyncio.sleep(0.25)
+            if deps.deferred and not self._placements_backlogged():
+                keys, deps.deferred = deps.deferred, set()
+                for key in keys:
+                    self.queue.add(key)
 
     async def _resync(self) -> None:
         while True:

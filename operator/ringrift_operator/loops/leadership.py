@@ -140,8 +140,11 @@ class LeaderElector:
 
     async def run(self) -> None:
         """Keep renewing; on losing the lease, stop (``on_lost``)."""
+        delay = self.renew_interval
         while not self._lost:
-            await asyncio.sleep(self.renew_interval)
+            await asyncio.sleep(delay)
+            # After a failed renewal, try again soon: the lease may still be saved.
+            delay, retry = self.renew_interval, min(1.0, self.renew_interval)
             if not self.is_leader():
                 self._lose("the lease was not renewed in time")
                 return
@@ -154,8 +157,10 @@ class LeaderElector:
                 if e.conflict:
                     self._lose("lease changed under us")
                     return
+                delay = retry
             except (OSError, TimeoutError) as e:
-                log.warning("renewing lease %s failed: %s", self.name, e)
+                log.warning("renewing lease %s failed: %r", self.name, e)
+                delay = retry
 
     async def release(self) -> None:
         """On a clean shutdown: hand the lease back so a standby takes over at once."""

@@ -81,6 +81,10 @@ class Deps:
     """Latest body of every watched custom resource, by (kind, namespace, name)."""
     unwritten: dict[tuple[str, str, str], Unwritten] = field(default_factory=dict)
     """Statuses decided but not written yet, by (kind, namespace, name) (see ``Unwritten``)."""
+    placements_backlogged: Callable[[], bool] = lambda: False
+    """Whether jobs are waiting for a node (lately): status writes that can wait, wait."""
+    deferred: set[tuple[str, str, str]] = field(default_factory=set)
+    """Keys whose status write waits for the placement backlog to clear (then queued again)."""
     training_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while a TrainingRun passes its gates, so two runs of a config never both start."""
     training_starts: list[TrainingStart] = field(default_factory=list)

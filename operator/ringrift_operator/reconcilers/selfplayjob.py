@@ -8,6 +8,8 @@ jobs still waiting for a node (``Controller``'s priorities). That next reconcile
 placement's status and Event together with whatever the pod did meanwhile, in one status write;
 a pod not started yet gets up to ``COALESCE_SECONDS`` to start first, so that Scheduled and Running
 are usually one write. Per placed job: the pod's create, one status write, the Scheduled Event.
+While other jobs wait for a node (a burst), those status writes wait too — up to
+``DEFER_SECONDS`` — so that the API server spends itself on placements first.
 
 Idempotent: the pod name is deterministic per attempt, a create that finds the pod goes on
 (binding it if it is somehow unbound), and status is written only when it changed. A status lost
@@ -60,8 +62,10 @@ from ringrift_operator.state.rows import JobAttempt
 
 log = logging.getLogger(__name__)
 
-COALESCE_SECONDS = 1.0
+COALESCE_SECONDS = 2.0
 """How long a placement's status may wait for its pod to start (one write instead of two)."""
+DEFER_SECONDS = 15.0
+"""How long a placement's status may wait while other jobs wait for a node."""
 
 __all__ = ["pod_path", "reconcile_selfplayjob"]
 
@@ -97,6 +101,14 @@ async def _reconcile(
     # placement's status still to write); what is written is compared with ``job.status``.
     current = job if pending is None else job.model_copy(update={"status": pending.status})
     carried: tuple[JobEvent, ...] = pending.events if pending is not None else ()
+    if pending is not None:
+        age = time.monotonic() - pending.since
+        if age < DEFER_SECONDS and not job.spec.suspend and deps.placements_backlogged():
+            # Jobs are waiting for a node: their creates go first, this write when the backlog
+            # clears (the controller queues it again then) or DEFER_SECONDS after the placement.
+            deps.unwritten[key] = pending
+            deps.deferred.add(key)
+            return DEFER_SECONDS - age
     view = await _observe(deps, current)
     if pending is not None and view.phase is PodPhase.PENDING and view.node and not view.deleting:
         # Placed a moment ago and not started yet: wait a little for it to start, so that one

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -28,6 +29,7 @@ class WorkQueue(Generic[K]):
         self._priority = priority
         self._queue: asyncio.PriorityQueue[tuple[int, int, K]] = asyncio.PriorityQueue()
         self._queued: dict[K, int] = {}  # key -> the priority it is queued with
+        self._counts: Counter[int] = Counter()  # priority -> keys queued with it
         self._added = itertools.count()
         self._active: set[K] = set()
         self._dirty: set[K] = set()
@@ -45,6 +47,9 @@ class WorkQueue(Generic[K]):
         if queued is not None and queued <= priority:
             return
         # New, or moving up: the entry with the worse priority is skipped when it comes out.
+        if queued is not None:
+            self._counts[queued] -= 1
+        self._counts[priority] += 1
         self._queued[key] = priority
         self._queue.put_nowait((priority, next(self._added), key))
 
@@ -72,8 +77,13 @@ class WorkQueue(Generic[K]):
             if self._queued.get(key) == priority:
                 break
         del self._queued[key]
+        self._counts[priority] -= 1
         self._active.add(key)
         return key
+
+    def queued_with(self, priority: int) -> int:
+        """How many keys wait with ``priority``."""
+        return self._counts[priority]
 
     def done(self, key: K) -> None:
         self._active.discard(key)

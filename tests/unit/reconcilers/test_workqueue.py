@@ -52,3 +52,16 @@ async def test_a_key_added_while_active_is_queued_again_when_done() -> None:
     assert len(queue) == 0  # not handed to a second worker meanwhile
     queue.done(key)
     assert await drain(queue) == ["a"]
+
+
+async def test_it_counts_the_keys_waiting_with_each_priority() -> None:
+    urgent = {"p1", "p2"}
+    queue: WorkQueue[str] = WorkQueue(priority=lambda k: 0 if k in urgent else 1)
+    for key in ("s1", "p1", "p2", "s2"):
+        queue.add(key)
+    assert (queue.queued_with(0), queue.queued_with(1)) == (2, 2)
+    urgent.add("s2")
+    queue.add("s2")  # moves up
+    assert (queue.queued_with(0), queue.queued_with(1)) == (3, 1)
+    await drain(queue)
+    assert (queue.queued_with(0), queue.queued_with(1)) == (0, 0)
