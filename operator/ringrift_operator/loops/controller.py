@@ -205,7 +205,7 @@ class Controller:
                                 "gpus_total": total, "gpus_in_use": used},
                 "reconciler": {"status": "healthy" if self.reconcile_failures < 10 else "degraded",
                                "reconciles": self.reconciles, "failures": self.reconcile_failures,
-                               "queue": len(self.queue)},
+                               "queue": len(self.queue), "unwritten": len(deps.unwritten)},
                 "state_manager": {"status": "healthy" if deps.history is not None else "degraded",
                                   "pending_writes": deps.history.pending if deps.history else 0},
             },
