@@ -93,7 +93,7 @@ class Controller:
             # A renewal that hangs must not use up the lease: give up on it early and retry.
             lease_client = await KubeClient.connect(
                 client.credentials, max_connections=2,
-                request_timeout=max(2.0, settings.lease_duration_seconds / 4),
+                request_timeout=max(2.0, settings.lease_duration_seconds / 2),
             )  # fmt: skip
             self.elector = LeaderElector(
                 lease_client,
