@@ -297,9 +297,12 @@ async def _watch_binds(
                             _note(obj, bound, seen)
                             if seen.value >= request.expected:
                                 return
-                except ApiError as e:
-                    if not e.gone:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # 410 Gone, or a stream the loaded API server broke
+                    if isinstance(e, ApiError) and not e.gone:
                         raise
+                    await asyncio.sleep(0.2)
                     listing = await client.list_all(path)
                     for pod in listing["items"]:
                         _note(pod, bound, seen)
