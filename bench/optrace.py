@@ -3,7 +3,7 @@ steps of each SelfplayJob's first placement, for ``bench.run --trace``.
 
 The operator's code is not changed: this launcher wraps a few of its functions before it starts
 (``Controller.observe`` and ``_reconcile``, the SelfplayJob reconciler's ``_place``,
-``fetch_promoted_model``, ``rank_nodes``, ``_create_and_bind``, ``post_event`` and every API
+``fetch_promoted_model``, ``rank_nodes``, ``create_on_node``, ``post_event`` and every API
 request) and writes what it saw as JSON when the process exits. Times are ``time.monotonic()``,
 the machine-wide clock the benchmark's client uses too, so they line up with its create times.
 Tracing costs a few microseconds a call; the plain benchmark runs without it.
@@ -53,6 +53,7 @@ def install() -> None:
     from ringrift_operator.kube import client as kube_client
     from ringrift_operator.loops import controller
     from ringrift_operator.reconcilers import selfplayjob as spj
+    from ringrift_operator.reconcilers import status
 
     observe = controller.Controller.observe
 
@@ -87,20 +88,20 @@ def install() -> None:
 
     spj._place = traced_place
 
-    create_and_bind = spj._create_and_bind
+    create_on_node = spj.create_on_node
 
-    async def traced_create_and_bind(deps: Any, namespace: str, manifest: Any, node: str) -> None:
+    async def traced_create_on_node(deps: Any, namespace: str, manifest: Any, node: str) -> None:
         key = f"{namespace}/{manifest['metadata']['ownerReferences'][0]['name']}"
         _first(key, "create_started")
-        await create_and_bind(deps, namespace, manifest, node)
+        await create_on_node(deps, namespace, manifest, node)
         _first(key, "bound")
 
-    spj._create_and_bind = traced_create_and_bind
+    spj.create_on_node = traced_create_on_node
 
     spj.fetch_promoted_model = _timed_async(  # type: ignore[assignment]
         lambda *a, **k: "fetch_promoted_model", spj.fetch_promoted_model
     )
-    spj.post_event = _timed_async(lambda *a, **k: "post_event", spj.post_event)  # type: ignore[assignment]
+    status.post_event = _timed_async(lambda *a, **k: "post_event", status.post_event)  # type: ignore[assignment]
     rank = spj.rank_nodes
 
     def traced_rank(*args: Any, **kwargs: Any) -> Any:

@@ -91,13 +91,15 @@ def score_placement_quality(
     node_power: Mapping[str, int],
     node_gpus: Mapping[str, int],
 ) -> Quality:
-    """Replay binds in time order against a capacity model that starts empty (every GPU free).
+    """Replay placements in time order against a capacity model that starts empty (every GPU
+    free).
 
-    ``placements`` are ``(bound_at, node)`` pairs of 1-GPU pods; ``node_power`` the power of each
-    GPU node's class (higher is stronger); ``node_gpus`` its GPU count. A placement is optimal
-    when no node of a strictly more powerful class had a free GPU when it was bound. The bind
-    order stands in for the decision order, so two placers' decisions that cross at a class
-    boundary may be counted against whichever bind was observed second.
+    ``placements`` are ``(time, node)`` pairs of 1-GPU pods — the decision time where the placer
+    records one (the operator), else the bind time; ``node_power`` the power of each GPU node's
+    class (higher is stronger); ``node_gpus`` its GPU count. A placement is optimal when no node
+    of a strictly more powerful class had a free GPU at that time. Replayed in bind order, two
+    decisions that cross at a class boundary (concurrent binds committed in the other order) are
+    counted against whichever bind was observed second.
     """
     free: dict[int, int] = {}
     for node, gpus in node_gpus.items():
@@ -164,13 +166,17 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[Target]:
     vs_ref = ratio(_get(ours_burst, "throughput"), _get(ref_burst, "throughput"))
     vs_ceiling = ratio(_get(ours_burst, "throughput"), _get(ceiling_burst, "throughput"))
     p99 = _get(ours_steady, "latency", "p99")
-    quality = [
+    # The issue's measure: the replay at decision time (the order of the operator's decisions,
+    # from the time each pod is stamped with); a run without decision times falls back on the
+    # bind order, the stricter proxy, which is also reported.
+    by_bind = [
         q for s in (ours_burst, ours_steady) if (q := _get(s, "quality", "share")) is not None
     ]
-    by_decision = [
+    quality = [
         q
         for s in (ours_burst, ours_steady)
-        if (q := _get(s, "quality", "decision_order_share")) is not None
+        if (q := _get(s, "quality", "decision_order_share") or _get(s, "quality", "share"))
+        is not None
     ]
     writes = [w for s in (ours_burst, ours_steady) if (w := _get(s, "requests", "writes_per_job"))]
     rss = _get(ours_burst, "rss", "peak_mib")
@@ -194,11 +200,11 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[Target]:
             _at_least(min(quality), 1.0) if quality else None,
         ),
         Target(
-            "placement quality (ours, decision order)",
+            "placement quality (ours, bind order)",
             "100 %",
-            min(by_decision) * 100 if by_decision else None,
+            min(by_bind) * 100 if by_bind else None,
             "%",
-            _at_least(min(by_decision), 1.0) if by_decision else None,
+            _at_least(min(by_bind), 1.0) if by_bind else None,
         ),
         Target(
             "API writes per placed job",

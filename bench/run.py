@@ -338,15 +338,24 @@ def operator_status(proc: OperatorProcess) -> dict[str, Any]:
     return status
 
 
-async def settle_operator(proc: OperatorProcess, *, timeout: float = 30) -> dict[str, Any]:
-    """Wait until the operator's queue is empty and its request counts stop moving for 1 s."""
+async def settle_operator(proc: OperatorProcess, *, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the operator's queue is empty, no status it decided is left to write (the
+    writes it defers behind placements count for the job), and its request counts stop moving
+    for 1 s."""
     last: dict[str, Any] = {}
     stable_since = time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = operator_status(proc)
+        if not proc.alive():
+            raise RuntimeError(f"operator exited:\n{proc.log()[-2000:]}")
+        try:
+            status = operator_status(proc)
+        except (OSError, ValueError):  # busy writing: its /status may time out or reset
+            await asyncio.sleep(0.5)
+            continue
         counts = status.get("requests") or {}
-        queue = status["managers"]["reconciler"]["queue"]
+        reconciler = status["managers"]["reconciler"]
+        queue = reconciler["queue"] + reconciler.get("unwritten", 0)
         if counts != last.get("requests") or queue:
             stable_since = time.monotonic()
         elif time.monotonic() - stable_since >= 1.0:
@@ -582,12 +591,14 @@ async def run_scenario(
             proc.stop()
     if args.trace and proc is not None:
         result.extra["operator_trace"] = summarize_trace(trace_file, result)
-    for pod, (seen_at, bound_at, node) in watcher.results.items():
+    for pod, (seen_at, bound_at, node, decided_at) in watcher.results.items():
         index = pl.index_of(pod)
         if index is not None:
             result.seen[index] = seen_at
             if bound_at is not None:
                 result.bound[index] = (bound_at, node)
+            if decided_at:
+                result.decided[index] = decided_at
     result.cpu, result.rss = sampler.cpu, sampler.peak_rss
     if proc is not None:
         result.rss["operator (VmHWM)"] = sampler.hwm.get("operator", 0.0)

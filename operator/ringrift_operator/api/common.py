@@ -20,6 +20,7 @@ LABEL_CONFIG = f"{LABEL_PREFIX}config"
 LABEL_ATTEMPT = f"{LABEL_PREFIX}attempt"
 ANNOTATION_EPOCH = f"{LABEL_PREFIX}epoch"
 ANNOTATION_POWER_SCORE = f"{LABEL_PREFIX}power-score"
+ANNOTATION_DECIDED_AT = f"{LABEL_PREFIX}decided-at"  # on pods the operator placed: when
 ANNOTATION_AGENT_ENDPOINT = f"{LABEL_PREFIX}agent-endpoint"  # on Nodes, set by the node agent
 
 

@@ -80,7 +80,11 @@ class ClusterCache:
 
     def __init__(self) -> None:
         self.nodes: dict[str, JsonDict] = {}
-        self._node_infos: dict[str, NodeInfo] = {}
+        self._node_infos: dict[str, NodeInfo] = {}  # as the Node object says (nothing in use)
+        # Each node with its committed usage, rebuilt only for the nodes in _stale: a decision
+        # reads every node, but between two decisions only a few nodes change.
+        self._effective: dict[str, NodeInfo] = {}
+        self._stale: set[str] = set()
         self.pods: dict[PodKey, PodRecord] = {}
         self._used: dict[str, Usage] = defaultdict(Usage)
         self._reservations: dict[PodKey, Reservation] = {}
@@ -101,11 +105,14 @@ class ClusterCache:
         old = self.nodes.get(name)
         self.nodes[name] = obj
         self._node_infos[name] = node_info(obj)
+        self._stale.add(name)
         self._notify("node", old, obj)
 
     def delete_node(self, name: str) -> None:
         old = self.nodes.pop(name, None)
         self._node_infos.pop(name, None)
+        self._effective.pop(name, None)
+        self._stale.discard(name)
         if old is not None:
             self._notify("node", old, None)
 
@@ -117,8 +124,10 @@ class ClusterCache:
             old = None
         if old is not None:
             self._used[old.node] -= _usage(old)
+            self._stale.add(old.node)
         self.pods[new.key] = new
         self._used[new.node] += _usage(new)
+        self._stale.add(new.node)
         if new.owner_uid:
             self._by_owner[new.owner_uid].add(new.key)
         if new.node or new.terminal or new.deleting:
@@ -136,6 +145,7 @@ class ClusterCache:
     def _forget_pod(self, old: PodRecord) -> None:
         self.pods.pop(old.key, None)
         self._used[old.node] -= _usage(old)
+        self._stale.add(old.node)
         if old.owner_uid:
             keys = self._by_owner.get(old.owner_uid)
             if keys is not None:
@@ -158,11 +168,13 @@ class ClusterCache:
         usage = Usage(gpus, cpu_millis, memory_bytes, 1)
         self._reservations[key] = Reservation(node=node, usage=usage, made_at=now)
         self._reserved[node] += usage
+        self._stale.add(node)
 
     def _release(self, key: PodKey) -> None:
         res = self._reservations.pop(key, None)
         if res is not None:
             self._reserved[res.node] -= res.usage
+            self._stale.add(res.node)
 
     def release(self, key: PodKey) -> None:
         self._release(key)
@@ -175,28 +187,32 @@ class ClusterCache:
 
     # ---- reads -------------------------------------------------------------------------------
     def node_infos(self, *, exclude: Iterable[str] = ()) -> list[NodeInfo]:
-        """Every node with its committed usage (bound pods plus reservations)."""
+        """Every node with its committed usage (bound pods plus reservations) and recent
+        failures. Only the nodes whose usage changed since the last call are rebuilt (and those
+        with failures, which age out with time)."""
+        for name in self._stale | self.failures.keys():
+            base = self._node_infos.get(name)
+            if base is not None:
+                self._effective[name] = self._with_usage(name, base)
+        self._stale.clear()
         skip = set(exclude)
-        result = []
-        for name, base in self._node_infos.items():
-            if name in skip:
-                continue
-            used = self._used.get(name, ZERO) + self._reserved.get(name, ZERO)
-            failures = self.recent_failures(name)
-            if used == ZERO and not failures:
-                result.append(base)
-                continue
-            result.append(
-                replace(
-                    base,
-                    gpu_in_use=used.gpus,
-                    cpu_in_use_millis=used.cpu_millis,
-                    memory_in_use_bytes=used.memory_bytes,
-                    running_jobs=used.jobs,
-                    recent_failures=failures,
-                )
-            )
-        return result
+        if not skip:
+            return list(self._effective.values())
+        return [info for name, info in self._effective.items() if name not in skip]
+
+    def _with_usage(self, name: str, base: NodeInfo) -> NodeInfo:
+        used = self._used.get(name, ZERO) + self._reserved.get(name, ZERO)
+        failures = self.recent_failures(name)
+        if used == ZERO and not failures:
+            return base
+        return replace(
+            base,
+            gpu_in_use=used.gpus,
+            cpu_in_use_millis=used.cpu_millis,
+            memory_in_use_bytes=used.memory_bytes,
+            running_jobs=used.jobs,
+            recent_failures=failures,
+        )
 
     def record_failure(self, node: str, *, at: float | None = None) -> None:
         """A failed attempt on ``node`` (HOST_OFFLINE or a failed pod): its reputation drops

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ringrift_operator.api.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME
+from ringrift_operator.api.contract import JobKind
 from ringrift_operator.api.selfplayjob import KIND as SELFPLAYJOB
 from ringrift_operator.api.settings import OperatorSettings
 from ringrift_operator.api.syncplan import KIND as SYNCPLAN
@@ -27,6 +28,7 @@ from ringrift_operator.kube.snapshots import PodRecord
 from ringrift_operator.loops.autopilot import Autopilot
 from ringrift_operator.loops.leadership import LeaderElector
 from ringrift_operator.loops.runner import LoopRunner
+from ringrift_operator.managers.jobs import pod_name
 from ringrift_operator.reconcilers.deps import Deps, workload_settings
 from ringrift_operator.reconcilers.selfplayjob import reconcile_selfplayjob
 from ringrift_operator.reconcilers.syncplan import forget_syncplan, reconcile_syncplan
@@ -53,7 +55,7 @@ TERMINAL = {"Complete", "Failed", "Expired", "Promoted", "Skipped"}
 class Controller:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.queue: WorkQueue[Key] = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue(priority=self._priority)
         self.tasks: list[asyncio.Task[Any]] = []
         self.reconciles = 0
         self.reconcile_failures = 0
@@ -62,6 +64,8 @@ class Controller:
         self.autopilot: Autopilot | None = None
         self.loop_runner: LoopRunner | None = None
         deps.cache.listeners.append(self._on_cache_change)
+        self._backlog_at = -1e9  # monotonic: when jobs last waited for a node
+        deps.placements_backlogged = self._placements_backlogged
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -74,7 +78,11 @@ class Controller:
         on_lost: Callable[[str], None] | None = None,
     ) -> Controller:
         """Connect and build the dependencies; nothing acts until :meth:`start`."""
-        client = await KubeClient.connect(load_credentials(kubeconfig), identity=identity)
+        # A connection per worker, and room for the reflectors' watches and the autopilot.
+        client = await KubeClient.connect(
+            load_credentials(kubeconfig), max_connections=max(64, settings.workers + 16),
+            identity=identity,
+        )  # fmt: skip
         history = await _open_history(settings)
         deps = Deps(
             client=client, cache=ClusterCache(), settings=settings,
@@ -84,9 +92,12 @@ class Controller:
         self = cls(deps)
         if settings.leader_election:
             # Its own connection: renewals must never queue behind a burst of reconciles.
+            # Its own connection: renewals must never queue behind a burst of reconciles; and a
+            # renewal that hangs must not use up the lease: give up on it early and retry.
             lease_client = await KubeClient.connect(
-                client.credentials, max_connections=2, identity=identity
-            )
+                client.credentials, max_connections=2, identity=identity,
+                request_timeout=max(2.0, settings.lease_duration_seconds / 2),
+            )  # fmt: skip
             self.elector = LeaderElector(
                 lease_client,
                 namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
@@ -126,6 +137,7 @@ class Controller:
             )
         )  # fmt: skip
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self.tasks.append(asyncio.create_task(self._release_deferred(), name="deferred"))
         # The leader's loops: the self-play ones only with the autopilot on (disabled ones are
         # listed in /status as such); self-healing, monitoring, Elo sync, manifests always.
         self.autopilot = Autopilot(deps, deps.settings.autopilot)
@@ -221,7 +233,7 @@ class Controller:
                                 "gpus_total": total, "gpus_in_use": used},
                 "reconciler": {"status": "healthy" if self.reconcile_failures < 10 else "degraded",
                                "reconciles": self.reconciles, "failures": self.reconcile_failures,
-                               "queue": len(self.queue)},
+                               "queue": len(self.queue), "unwritten": len(deps.unwritten)},
                 "state_manager": {"status": "healthy" if deps.history is not None else "degraded",
                                   "pending_writes": deps.history.pending if deps.history else 0,
                                   "recovered_from": str(deps.history.recovered_from or "")
@@ -258,6 +270,8 @@ class Controller:
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self.deps.resources.pop(key, None)
+            self.deps.unwritten.pop(key, None)
+            self.deps.deferred.discard(key)
             self.queue.forget(key)
             if kind in ON_DELETE:
                 ON_DELETE[kind](self.deps, body)
@@ -303,6 +317,22 @@ class Controller:
                 self.queue.add(key)
 
     # ---- work --------------------------------------------------------------------------------
+    def _priority(self, key: Key) -> int:
+        """0 for a SelfplayJob whose current attempt has no pod yet (waiting for a node), 1 for
+        everything else: placements go first, the status writes that follow them after."""
+        kind, namespace, name = key
+        if kind != SELFPLAYJOB or key in self.deps.unwritten:
+            return 1
+        body = self.deps.resources.get(key)
+        if body is None:
+            return 1
+        status = body.get("status") or {}
+        if status.get("phase") in TERMINAL or (body.get("spec") or {}).get("suspend"):
+            return 1
+        attempt = max(1, int(status.get("attempts") or 0))
+        pod = pod_name(owner=name, kind=JobKind.SELFPLAY, attempt=attempt)
+        return 1 if self.deps.cache.pod(namespace, pod) is not None else 0
+
     async def _reconcile(self, key: Key) -> float | None:
         body = self.deps.resources.get(key)
         reconciler = RECONCILERS.get(key[0])
@@ -310,6 +340,26 @@ class Controller:
             return None
         self.reconciles += 1
         return await reconciler(self.deps, body)
+
+    BACKLOG_QUIET_SECONDS = 1.0
+
+    def _placements_backlogged(self) -> bool:
+        """Whether SelfplayJobs wait for a worker to place them, or did in the last second."""
+        now = time.monotonic()
+        if self.queue.queued_with(0):
+            self._backlog_at = now
+            return True
+        return now - self._backlog_at < self.BACKLOG_QUIET_SECONDS
+
+    async def _release_deferred(self) -> None:
+        """Queue the status writes deferred behind placements once the backlog has cleared."""
+        deps = self.deps
+        while True:
+            await asyncio.sleep(0.25)
+            if deps.deferred and not self._placements_backlogged():
+                keys, deps.deferred = deps.deferred, set()
+                for key in keys:
+                    self.queue.add(key)
 
     async def _resync(self) -> None:
         while True:

@@ -62,6 +62,7 @@ class LeaderElector:
         self.leader = ""  # identity of the current holder, as last seen
         self.role = "standby"
         self._last_renewed: float | None = None
+        self._held: dict[str, object] | None = None  # the Lease as we last wrote it
         self._lost = False
 
     @property
@@ -83,12 +84,17 @@ class LeaderElector:
     async def _try_once(self) -> bool:
         """One round: read, decide, write. True when we hold the lease afterwards."""
         started = self.monotonic()
-        try:
-            current = await self.client.get(self.path)
-        except ApiError as e:
-            if not e.not_found:
-                raise
-            current = None
+        current = self._held if self.role == "leader" else None
+        cached = current is not None
+        if current is None:
+            try:
+                current = await self.client.get(self.path)
+            except ApiError as e:
+                if not e.not_found:
+                    raise
+                current = None
+        # else: renewing the Lease as we last wrote it — one request, not two, on an API server
+        # that may be slow to answer either (a change by anybody else makes the PUT a 409).
         view = lease_view(current)
         decision = decide_lease(
             view, identity=self.identity, duration_seconds=self.duration_seconds,
@@ -105,7 +111,7 @@ class LeaderElector:
             "spec": decision.body,
         }
         if decision.action is LeaseAction.CREATE:
-            await self.client.request(
+            written = await self.client.request(
                 "POST", f"{LEASE_API}/namespaces/{self.namespace}/leases", body=body,
                 guarded=False,
             )  # fmt: skip
@@ -114,7 +120,16 @@ class LeaderElector:
             # once, one gets 409 Conflict and stays a standby.
             assert view is not None
             metadata["resourceVersion"] = view.resource_version
-            await self.client.request("PUT", self.path, body=body, guarded=False)
+            self._held = None  # until this write is known to have landed
+            try:
+                written = await self.client.request("PUT", self.path, body=body, guarded=False)
+            except ApiError as e:
+                if e.conflict and cached:
+                    # Our copy was stale (an earlier PUT that timed out had landed?): decide
+                    # again from the Lease as it is.
+                    return await self._try_once()
+                raise
+        self._held = written if isinstance(written, dict) else None
         # Count the lease from when we asked, not from when the answer came back.
         self._last_renewed = started
         if decision.action is not LeaseAction.RENEW:
@@ -140,8 +155,11 @@ class LeaderElector:
 
     async def run(self) -> None:
         """Keep renewing; on losing the lease, stop (``on_lost``)."""
+        delay = self.renew_interval
         while not self._lost:
-            await asyncio.sleep(self.renew_interval)
+            await asyncio.sleep(delay)
+            # After a failed renewal, try again soon: the lease may still be saved.
+            delay, retry = self.renew_interval, min(1.0, self.renew_interval)
             if not self.is_leader():
                 self._lose("the lease was not renewed in time")
                 return
@@ -154,8 +172,10 @@ class LeaderElector:
                 if e.conflict:
                     self._lose("lease changed under us")
                     return
+                delay = retry
             except (OSError, TimeoutError) as e:
-                log.warning("renewing lease %s failed: %s", self.name, e)
+                log.warning("renewing lease %s failed: %r", self.name, e)
+                delay = retry
 
     async def release(self) -> None:
         """On a clean shutdown: hand the lease back so a standby takes over at once."""

@@ -250,6 +250,14 @@ def decide_selfplayjob(
         return _after_failure(b, job, n, R.POD_FAILED, message, attempt)
 
     # Bound and not finished: Pending (starting) or Running.
+    scheduled = get_condition(b.s.conditions, T.SCHEDULED)
+    if b.s.pod != attempt.pod or scheduled is None or scheduled.status is not TRUE:
+        # Placed, but the status written after the placement was lost (a restart between the
+        # pod's create and the status write): take the pod's word for it.
+        message = f"attempt {n}: pod {attempt.pod} bound to {attempt.node}"
+        if b.cond(T.SCHEDULED, TRUE, R.NODE_SELECTED, message):
+            b.event("Normal", "Scheduled", message)
+        b.set(node=attempt.node, pod=attempt.pod, attempts=n)
     b.record(n, node=attempt.node, pod=attempt.pod, result=AttemptResult.RUNNING)
     if attempt.phase is PodPhase.RUNNING:
         if b.s.start_time is None:

@@ -24,8 +24,10 @@ How a plan is decided:
   is skipped, a stale peer neither sends nor defines what is newest.
 
 The work is linear in the number of manifest entries: dict passes, and per needed file a choice
-among the few peers that hold it. Nothing sorts the files (only the few unavailable paths, for a
-stable status). ``bench/micro_syncplan.py`` measures it over a million entries.
+among the few peers that hold it — made in C loops (``filterfalse``, ``groupby``, ``map``) for the
+runs of files a single peer can send, the usual shape of a cold start. Nothing sorts the files
+(only the few unavailable paths, for a stable status). ``bench/micro_syncplan.py`` measures it
+over a million entries.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import filterfalse, groupby
 from operator import attrgetter
 from types import MappingProxyType
 
@@ -323,6 +326,25 @@ def _wanted_versions(
     return _Versions(newest=newest, holders=holders, nodes=nodes)
 
 
+def _needed(
+    held: Mapping[str, FileEntry], *, newest: Mapping[str, FileEntry], tolerance: float
+) -> list[str]:
+    """The paths a target lacks or holds in an outdated version (:func:`is_current` false), in
+    ``newest``'s order. Only the target's own entries are compared in Python; the scan over
+    every wanted path is a C iterator."""
+    get = newest.get
+    outdated = [
+        path
+        for path, have in held.items()
+        if (want := get(path)) is not None
+        and want is not have
+        and have.sha256 != want.sha256
+        and have.mtime < want.mtime - tolerance
+    ]
+    current: Collection[str] = held.keys() - outdated if outdated else held
+    return list(filterfalse(current.__contains__, newest))
+
+
 def _assign(
     held: Mapping[str, FileEntry],
     *,
@@ -335,37 +357,46 @@ def _assign(
 ) -> tuple[dict[str, list[FileEntry]], int]:
     """One target's needed files grouped by chosen source, and how many it needs.
 
-    The hot loop of the planner: :func:`is_current` is inlined, the candidates of each holder set
-    are worked out once (``choices`` memoises ``candidates``), and a file with a single candidate
-    (the usual case) skips the choice. Updates ``choices``, ``assigned`` and ``unavailable``.
+    The hot loop of the planner. The needed paths come in runs of one holder set (a node's own
+    output sits together in ``newest``); ``groupby`` finds the runs in C, and a run with a single
+    candidate source (the usual case) is assigned whole, with C loops. Only files several peers
+    could send are chosen one by one (the least loaded source). The candidates of each holder
+    set are worked out once (``choices`` memoises ``candidates``). Updates ``choices``,
+    ``assigned`` and ``unavailable``.
     """
+    newest = versions.newest
+    needed = _needed(held, newest=newest, tolerance=tolerance)
     by_source: dict[str, list[FileEntry]] = {}
-    needed = 0
-    get = held.get
-    holders = versions.holders
     known = choices.get
-    for path, want in versions.newest.items():
-        have = get(path)
-        if have is not None and (
-            have.sha256 == want.sha256 or have.mtime >= want.mtime - tolerance
-        ):
-            continue
-        needed += 1
-        mask = holders[path]
+    pick = newest.__getitem__
+    for mask, run in groupby(needed, key=versions.holders.__getitem__):
         if not mask:
-            unavailable.add(path)
+            unavailable.update(run)
             continue
         nodes = known(mask)
         if nodes is None:
             nodes = choices[mask] = candidates(mask)
-        source = nodes[0] if len(nodes) == 1 else min(nodes, key=assigned.__getitem__)
-        assigned[source] += want.size
-        files = by_source.get(source)
-        if files is None:
-            by_source[source] = [want]
-        else:
-            files.append(want)
-    return by_source, needed
+        if len(nodes) == 1:
+            source = nodes[0]
+            wanted = list(map(pick, run))
+            assigned[source] += sum(map(_SIZE, wanted))
+            files = by_source.get(source)
+            if files is None:
+                by_source[source] = wanted
+            else:
+                files.extend(wanted)
+            continue
+        load = assigned.__getitem__
+        for path in run:
+            want = pick(path)
+            source = min(nodes, key=load)
+            assigned[source] += want.size
+            files = by_source.get(source)
+            if files is None:
+                by_source[source] = [want]
+            else:
+                files.append(want)
+    return by_source, len(needed)
 
 
 def _candidate_sources(
@@ -384,10 +415,13 @@ def _candidate_sources(
     return candidates
 
 
+_SIZE = attrgetter("size")
+
+
 def _chunk(
     target: str, by_source: Mapping[str, list[FileEntry]], *, max_files: int
 ) -> Iterable[Transfer]:
-    size = attrgetter("size")
+    size = _SIZE
     for source, files in by_source.items():
         for start in range(0, len(files), max_files):
             chunk = tuple(files[start : start + max_files])

@@ -61,6 +61,18 @@ class Metrics:
     """The leader's loops as the runner sees them (set by the controller; read when scraped)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Unwritten:
+    """A status a reconcile decided and left for the object's next reconcile to write, with its
+    Events: a placement's (the pod is on its node; recording it can wait behind other
+    placements, and folds in what the pod did meanwhile)."""
+
+    uid: str
+    status: Any
+    events: tuple[Any, ...]
+    since: float = 0.0  # monotonic: when it was decided
+
+
 @dataclass
 class Deps:
     client: KubeClient
@@ -75,6 +87,12 @@ class Deps:
     metrics: Metrics = field(default_factory=Metrics)
     resources: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     """Latest body of every watched custom resource, by (kind, namespace, name)."""
+    unwritten: dict[tuple[str, str, str], Unwritten] = field(default_factory=dict)
+    """Statuses decided but not written yet, by (kind, namespace, name) (see ``Unwritten``)."""
+    placements_backlogged: Callable[[], bool] = lambda: False
+    """Whether jobs are waiting for a node (lately): status writes that can wait, wait."""
+    deferred: set[tuple[str, str, str]] = field(default_factory=set)
+    """Keys whose status write waits for the placement backlog to clear (then queued again)."""
     training_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while a TrainingRun passes its gates, so two runs of a config never both start."""
     training_starts: list[TrainingStart] = field(default_factory=list)

@@ -1,9 +1,19 @@
 """SelfplayJob reconciler: observe the job's current attempt, decide (``managers.selfplayjob``),
-act — place the attempt's pod on the best node (create, then bind: the operator is the scheduler
-of its own pods), delete a pod — and write the status that results, with Events.
+act — place the attempt's pod on the best node (created with ``spec.nodeName`` set: the operator
+is the scheduler of its own pods), delete a pod — and write the status that results, with Events.
 
-Idempotent: the pod name is deterministic per attempt, a create that finds the pod goes on to
-bind it, a bind that finds it bound goes on, and status is written only when it changed.
+A placement does not wait for its status: the reconcile that placed the pod leaves the status it
+decided in ``Deps.unwritten`` and asks for another look, which the work queue gives after the
+jobs still waiting for a node (``Controller``'s priorities). That next reconcile writes the
+placement's status and Event together with whatever the pod did meanwhile, in one status write;
+a pod not started yet gets up to ``COALESCE_SECONDS`` to start first, so that Scheduled and Running
+are usually one write. Per placed job: the pod's create, one status write, the Scheduled Event.
+While other jobs wait for a node (a burst), those status writes wait too — up to
+``DEFER_SECONDS`` — so that the API server spends itself on placements first.
+
+Idempotent: the pod name is deterministic per attempt, a create that finds the pod goes on
+(binding it if it is somehow unbound), and status is written only when it changed. A status lost
+between the create and its write (a restart) is rebuilt from the bound pod.
 """
 
 from __future__ import annotations
@@ -12,10 +22,7 @@ import logging
 import time
 from typing import Any
 
-from ringrift_operator.api.common import (
-    ANNOTATION_POWER_SCORE,
-    config_key,
-)
+from ringrift_operator.api.common import config_key
 from ringrift_operator.api.contract import JobKind
 from ringrift_operator.api.meta import InvalidResourceError
 from ringrift_operator.api.selfplayjob import KIND, PLURAL, SelfplayJob, parse_selfplayjob
@@ -27,11 +34,13 @@ from ringrift_operator.managers.jobs import (
     build_demand,
     build_selfplay_pod,
 )
+from ringrift_operator.managers.pods import PodPhase
 from ringrift_operator.managers.ranking import describe_alternatives, rank_nodes
 from ringrift_operator.managers.selfplayjob import (
     Action,
     AttemptView,
     Decision,
+    JobEvent,
     NodeState,
     attempt_pod_name,
     current_attempt,
@@ -40,16 +49,27 @@ from ringrift_operator.managers.selfplayjob import (
     pod_rejected,
     unplaceable,
 )
-from ringrift_operator.reconcilers.deps import Deps
+from ringrift_operator.reconcilers.deps import Deps, Unwritten
 from ringrift_operator.reconcilers.models import fetch_promoted_model
+from ringrift_operator.reconcilers.placement import (
+    PodRefusedError,
+    annotate_decision,
+    create_on_node,
+    pod_path,
+    summarize,
+    toleration,
+)
 from ringrift_operator.reconcilers.status import report_invalid, write_status
 from ringrift_operator.state.rows import JobAttempt
 
 log = logging.getLogger(__name__)
 
+COALESCE_SECONDS = 2.0
+"""How long a placement's status may wait for its pod to start (one write instead of two)."""
+DEFER_SECONDS = 15.0
+"""How long a placement's status may wait while other jobs wait for a node."""
 
-def pod_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/pods/{name}"
+__all__ = ["pod_path", "reconcile_selfplayjob"]
 
 
 async def reconcile_selfplayjob(deps: Deps, body: dict[str, Any]) -> float | None:
@@ -64,14 +84,55 @@ async def reconcile_selfplayjob(deps: Deps, body: dict[str, Any]) -> float | Non
         await report_invalid(deps, body, e, kind=KIND, plural=PLURAL)
         return None
 
-    view = await _observe(deps, job)
-    decision = decide_selfplayjob(job, attempt=view, now=deps.clock(), epoch=deps.epoch())
+    key = (KIND, job.namespace, job.name)
+    pending = deps.unwritten.pop(key, None)
+    if pending is not None and pending.uid != job.uid:
+        pending = None  # left by an earlier object of that name
+    try:
+        return await _reconcile(deps, job, key, pending)
+    except BaseException:
+        if pending is not None:
+            deps.unwritten.setdefault(key, pending)  # not written: the next try writes it
+        raise
+
+
+async def _reconcile(
+    deps: Deps, job: SelfplayJob, key: tuple[str, str, str], pending: Unwritten | None
+) -> float | None:
+    # ``current``: the job as this process last decided it (the written status, or the
+    # placement's status still to write); what is written is compared with ``job.status``.
+    current = job if pending is None else job.model_copy(update={"status": pending.status})
+    carried: tuple[JobEvent, ...] = pending.events if pending is not None else ()
+    if pending is not None:
+        age = time.monotonic() - pending.since
+        if age < DEFER_SECONDS and not job.spec.suspend and deps.placements_backlogged():
+            # Jobs are waiting for a node: their creates go first, this write when the backlog
+            # clears (the controller queues it again then) or DEFER_SECONDS after the placement.
+            deps.unwritten[key] = pending
+            deps.deferred.add(key)
+            return DEFER_SECONDS - age
+    view = await _observe(deps, current)
+    if pending is not None and view.phase is PodPhase.PENDING and view.node and not view.deleting:
+        # Placed a moment ago and not started yet: wait a little for it to start, so that one
+        # status write says both (it usually does; the pod's change brings the job back).
+        wait = COALESCE_SECONDS - (time.monotonic() - pending.since)
+        if wait > 0:
+            deps.unwritten[key] = pending
+            return wait
+    decision = decide_selfplayjob(current, attempt=view, now=deps.clock(), epoch=deps.epoch())
     if decision.action is Action.DELETE_POD and decision.pod:
         grace = 0 if view.node_state is not NodeState.READY else None
         await deps.client.delete(pod_path(job.namespace, decision.pod), grace_seconds=grace)
     elif decision.action is Action.PLACE:
-        decision = await _place(deps, job, decision)
-    await _write(deps, job, decision)
+        decision, on_node = await _place(deps, current, decision)
+        if on_node:
+            # On its node: the status (and its Event) waits for the next look, after the jobs
+            # still waiting for a node.
+            deps.unwritten[key] = Unwritten(
+                job.uid, decision.status, carried + decision.events, since=time.monotonic()
+            )
+            return 0.0
+    await _write(deps, job, decision, carried + decision.events)
     return decision.requeue_after
 
 
@@ -102,7 +163,9 @@ async def _observe(deps: Deps, job: SelfplayJob) -> AttemptView:
     )  # fmt: skip
 
 
-async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
+async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> tuple[Decision, bool]:
+    """Choose the node and create the pod on it: the status that results, and whether the pod
+    is on a node (False: no node can take it yet)."""
     spec = job.spec
     owner = OwnerRef(api_version=job.api_version, kind=KIND, name=job.name, uid=job.uid)
     attempt = Attempt(
@@ -111,7 +174,7 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
         config=config_key(spec.board, spec.players),
         number=current_attempt(job),
         epoch=deps.epoch(),
-        tolerations=tuple(_toleration(t) for t in spec.placement.tolerations),
+        tolerations=tuple(toleration(t) for t in spec.placement.tolerations),
         node_selector=dict(spec.placement.node_selector),
         active_deadline_seconds=spec.active_deadline_seconds,
     )
@@ -150,9 +213,10 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
                 ranking = rank_nodes(deps.cache.node_infos(), demand=demand)
             best = ranking.best
             if best is None:
-                why = _summarize(ranking.explain())
-                return unplaceable(job, decision.status, why=why, now=deps.clock(),
-                                   epoch=deps.epoch())  # fmt: skip
+                why = summarize(ranking.explain())
+                waiting = unplaceable(job, decision.status, why=why, now=deps.clock(),
+                                      epoch=deps.epoch())  # fmt: skip
+                return waiting, False
             node = best.name
             score = best.gpu_power if demand.gpus > 0 else best.cpu_power
             reasons = tuple(best.reasons)
@@ -161,71 +225,30 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> Decision:
                 key, node=node, gpus=demand.gpus, cpu_millis=demand.cpu_millis,
                 memory_bytes=0, now=time.monotonic(),
             )  # fmt: skip
-        manifest["metadata"].setdefault("annotations", {})[ANNOTATION_POWER_SCORE] = str(score)
+            annotate_decision(manifest, score=score, decided_at=deps.clock())
         try:
-            await _create_and_bind(deps, job.namespace, manifest, node)
+            await create_on_node(deps, job.namespace, manifest, node)
         except PodRefusedError as e:
             deps.cache.release(key)
-            return pod_rejected(job, decision.status, why=str(e), now=deps.clock(),
-                                epoch=deps.epoch())  # fmt: skip
+            rejected = pod_rejected(job, decision.status, why=str(e), now=deps.clock(),
+                                    epoch=deps.epoch())  # fmt: skip
+            return rejected, False
         except BaseException:
             deps.cache.release(key)
             raise
     deps.metrics.placement_latency(time.perf_counter() - started)
-    return placed(
+    result = placed(
         job, decision.status, node=node, pod=name, score=score, reasons=reasons,
         now=deps.clock(), epoch=deps.epoch(), alternatives=alternatives,
     )  # fmt: skip
+    return result, True
 
 
-class PodRefusedError(Exception):
-    """The API server refused to create the pod (400/403/422): retrying at once cannot help.
-    Raised by ``_create_and_bind`` (also the TrainingRun reconciler's)."""
-
-
-async def _create_and_bind(deps: Deps, namespace: str, manifest: dict[str, Any], node: str) -> None:
-    name = manifest["metadata"]["name"]
-    try:
-        await deps.client.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
-    except ApiError as e:
-        if e.status in (400, 403, 422):  # invalid (a spec the schema let through), PodSecurity…
-            raise PodRefusedError(str(e)) from e
-        if not e.conflict:
-            raise
-    try:
-        await deps.client.bind_pod(namespace=namespace, pod=name, node=node)
-    except ApiError as e:
-        # Already bound (a previous run of this reconcile got this far): fine if to our node.
-        if not e.conflict:
-            raise
-        current = await deps.client.get(pod_path(namespace, name))
-        bound = (current.get("spec") or {}).get("nodeName")
-        if not bound:
-            raise
-        deps.cache.upsert_pod(current)
-
-
-def _toleration(t: Any) -> Any:
-    from ringrift_operator.managers.nodes import TaintEffect, Toleration
-
-    return Toleration(
-        key=t.key or None,
-        operator=t.operator.value,
-        value=t.value,
-        effect=TaintEffect(t.effect.value) if t.effect else None,
-    )
-
-
-def _summarize(lines: list[str], limit: int = 4) -> str:
-    if not lines:
-        return "no nodes"
-    head = "; ".join(lines[:limit])
-    return head + (f"; and {len(lines) - limit} more" if len(lines) > limit else "")
-
-
-async def _write(deps: Deps, job: SelfplayJob, decision: Decision) -> None:
+async def _write(
+    deps: Deps, job: SelfplayJob, decision: Decision, events: tuple[JobEvent, ...]
+) -> None:
     written = await write_status(deps, job, plural=PLURAL, old=job.status,
-                                 new=decision.status, events=decision.events)  # fmt: skip
+                                 new=decision.status, events=events)  # fmt: skip
     if written:
         _record_history(deps, job, decision)
 

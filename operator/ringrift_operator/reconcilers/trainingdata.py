@@ -35,7 +35,7 @@ from ringrift_operator.managers.trainingrun import (
 )
 from ringrift_operator.reconcilers.deps import Deps
 from ringrift_operator.reconcilers.manifests import agent_endpoints
-from ringrift_operator.reconcilers.selfplayjob import _summarize, _toleration
+from ringrift_operator.reconcilers.placement import summarize, toleration
 from ringrift_operator.state.rows import TrainingHash
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def run_attempt(deps: Deps, run: TrainingRun, number: int) -> Attempt:
     return Attempt(
         owner=owner, namespace=run.namespace, config=config_key(spec.board, spec.players),
         number=number, epoch=deps.epoch(),
-        tolerations=tuple(_toleration(t) for t in spec.placement.tolerations),
+        tolerations=tuple(toleration(t) for t in spec.placement.tolerations),
         node_selector=dict(spec.placement.node_selector),
         active_deadline_seconds=spec.active_deadline_seconds,
     )  # fmt: skip
@@ -224,11 +224,11 @@ def training_candidates(
     if ranked:
         return ranked, ""
     if not holders:
-        return ranked, _summarize(ranking.explain())
+        return ranked, summarize(ranking.explain())
     # Say why the nodes holding the games cannot take it; the others do not matter.
     reasons = [rej.describe() for rej in ranking.rejected if rej.name in holders]
     why = f"the games are on {', '.join(sorted(holders))}"
-    return ranked, why + (f"; {_summarize(reasons)}" if reasons else "")
+    return ranked, why + (f"; {summarize(reasons)}" if reasons else "")
 
 
 def training_capacity(deps: Deps, run: TrainingRun, count: GameCount) -> tuple[int, str]:

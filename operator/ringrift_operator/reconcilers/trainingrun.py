@@ -66,11 +66,7 @@ from ringrift_operator.reconcilers.models import (
     model_id,
     record_promotion,
 )
-from ringrift_operator.reconcilers.selfplayjob import (
-    PodRefusedError,
-    _create_and_bind,
-    _summarize,
-)
+from ringrift_operator.reconcilers.placement import PodRefusedError, create_on_node, summarize
 from ringrift_operator.reconcilers.status import report_invalid, write_status
 from ringrift_operator.reconcilers.trainingdata import (
     observe_config,
@@ -212,7 +208,7 @@ async def _place(
         if kind is JobKind.TRAINING and run.spec.nodes > 1:
             await _ensure_service(deps, run)
         for manifest, node in zip(manifests, chosen, strict=True):
-            await _create_and_bind(deps, run.namespace, manifest, node)
+            await create_on_node(deps, run.namespace, manifest, node)
     except PodRefusedError as e:  # a spec the schema let through, Pod Security…: say so
         for start in starts:
             deps.cache.release((run.namespace, start.name))
@@ -249,7 +245,7 @@ def _choose_export(
                              demand=run_demand(deps, run, JobKind.EXPORT, 0))  # fmt: skip
     ranked = list(ranking.iter_ranked())
     if not ranked:
-        return [], _summarize(ranking.explain())
+        return [], summarize(ranking.explain())
     trainers, _ = training_candidates(deps, run, count)
     trainer_names = {r.name for r in trainers}
     avoid = set(decision.avoid)

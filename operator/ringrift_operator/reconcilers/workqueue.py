@@ -3,14 +3,20 @@
 The operator's reconcile loop: watch events, pod and node changes and the periodic resync all
 ``add`` keys; a key queued twice is reconciled once; a key being reconciled is never handed to a
 second worker at the same time (changes that arrive meanwhile requeue it once it is done).
+
+Keys come out by priority (``priority(key)``, read when the key is added; lower first), then in
+the order they were added. The operator uses it to serve jobs waiting for a node before the
+status writes of jobs already placed. A key added again with a better priority moves up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -19,9 +25,12 @@ K = TypeVar("K", bound=Hashable)
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[K] = asyncio.Queue()
-        self._queued: set[K] = set()
+    def __init__(self, priority: Callable[[K], int] | None = None) -> None:
+        self._priority = priority
+        self._queue: asyncio.PriorityQueue[tuple[int, int, K]] = asyncio.PriorityQueue()
+        self._queued: dict[K, int] = {}  # key -> the priority it is queued with
+        self._counts: Counter[int] = Counter()  # priority -> keys queued with it
+        self._added = itertools.count()
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
@@ -33,10 +42,16 @@ class WorkQueue(Generic[K]):
         if key in self._active:
             self._dirty.add(key)
             return
-        if key in self._queued:
+        priority = self._priority(key) if self._priority is not None else 0
+        queued = self._queued.get(key)
+        if queued is not None and queued <= priority:
             return
-        self._queued.add(key)
-        self._queue.put_nowait(key)
+        # New, or moving up: the entry with the worse priority is skipped when it comes out.
+        if queued is not None:
+            self._counts[queued] -= 1
+        self._counts[priority] += 1
+        self._queued[key] = priority
+        self._queue.put_nowait((priority, next(self._added), key))
 
     def add_after(self, key: K, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds (an earlier pending timer wins)."""
@@ -57,10 +72,18 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     async def get(self) -> K:
-        key = await self._queue.get()
-        self._queued.discard(key)
+        while True:
+            priority, _, key = await self._queue.get()
+            if self._queued.get(key) == priority:
+                break
+        del self._queued[key]
+        self._counts[priority] -= 1
         self._active.add(key)
         return key
+
+    def queued_with(self, priority: int) -> int:
+        """How many keys wait with ``priority``."""
+        return self._counts[priority]
 
     def done(self, key: K) -> None:
         self._active.discard(key)

@@ -243,3 +243,21 @@ def test_deciding_twice_on_the_same_observation_changes_nothing() -> None:
     second = decide_selfplayjob(j2, attempt=pod(PodPhase.RUNNING), now=NOW + timedelta(seconds=5))
     assert second.status == first.status
     assert second.events == ()
+
+
+@pytest.mark.parametrize("phase", [PodPhase.PENDING, PodPhase.RUNNING], ids=["pending", "running"])
+def test_a_bound_pod_the_status_does_not_know_is_taken_as_placed(phase: PodPhase) -> None:
+    # The status written after the placement was lost (a restart between the create and it).
+    j = job()
+    j = j.model_copy(update={"status": decide_selfplayjob(j, attempt=AttemptView(pod="j-sp-1"),
+                                                          now=NOW).status})  # fmt: skip
+    d = decide_selfplayjob(j, attempt=pod(phase), now=NOW)
+    assert d.action is Action.NONE
+    assert (d.status.node, d.status.pod) == ("gpu-h100-0", "j-sp-1")
+    scheduled = next(c for c in d.status.conditions if c.type == "Scheduled")
+    assert scheduled.status == "True"
+    assert [e.reason for e in d.events] == ["Scheduled"]
+    # Once written, following the pod adds no second Scheduled event.
+    again = decide_selfplayjob(j.model_copy(update={"status": d.status}), attempt=pod(phase),
+                               now=NOW)  # fmt: skip
+    assert again.events == ()
