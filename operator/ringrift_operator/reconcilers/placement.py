@@ -20,7 +20,8 @@ from ringrift_operator.reconcilers.deps import Deps
 
 class PodRefusedError(Exception):
     """The API server refused to create the pod (400/403/422: a spec the CRD schema let through
-    but the Pod API does not, Pod Security…): retrying at once cannot help."""
+    but the Pod API does not, Pod Security, a namespace being terminated; 404: the namespace is
+    gone): retrying at once cannot help."""
 
 
 def pod_path(namespace: str, name: str) -> str:
@@ -45,7 +46,8 @@ async def create_on_node(deps: Deps, namespace: str, manifest: dict[str, Any], n
     try:
         created = await deps.client.create(f"/api/v1/namespaces/{namespace}/pods", manifest)
     except ApiError as e:
-        if e.status in (400, 403, 422):
+        # 404: the namespace is gone (the job goes with it; its status write finds that out).
+        if e.status in (400, 403, 404, 422):
             raise PodRefusedError(str(e)) from e
         if not e.conflict:
             raise
