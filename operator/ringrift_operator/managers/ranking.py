@@ -274,12 +274,16 @@ class Ranking:
         )
 
     def explain(self) -> list[str]:
-        """Lines for the ``explain`` command and Events: every node and why."""
+        """Lines for the ``explain`` command and Events: every node and why. Rejected nodes come
+        closest first (fewest reasons), so a summary cut short still names what keeps the
+        likeliest nodes out, e.g. the one node a nodeSelector allows."""
         lines = [
             f"#{r.rank} {r.name} score {r.score}: {'; '.join(r.reasons)}"
             for r in self.iter_ranked()
         ]
-        lines += [f"rejected {rej.describe()}" for rej in self.rejected]
+        judged = [(r.name, r.reasons) for r in self.rejected]
+        judged.sort(key=lambda pair: len(pair[1]))
+        lines += [f"rejected {name}: {'; '.join(reasons)}" for name, reasons in judged]
         return lines
 
 

@@ -545,6 +545,17 @@ class TestQueries:
         assert lines[0].startswith("#1 g score ")
         assert lines[1] == "rejected c: no GPUs"
 
+    def test_explain_lists_the_closest_rejected_nodes_first(self) -> None:
+        # The job may run only on "pinned", which is full: its one reason comes before the
+        # two of every other node, so a summary cut at four lines still names it.
+        pool = {"pool": "train"}
+        nodes = [cpu_node(f"a{i}") for i in range(5)] + [gpu_node("pinned", used=8, labels=pool)]
+        demand = Demand(gpus=1, node_selector=pool)
+        lines = rank_gpu_nodes(nodes, demand=demand).explain()
+        assert lines[0].startswith("rejected pinned: ")
+        assert "does not match" not in lines[0]
+        assert all(line.startswith("rejected a") for line in lines[1:])
+
 
 class TestCache:
     @pytest.mark.parametrize(
