@@ -24,7 +24,7 @@ cheap expression per node and sorts plain tuples; GPU scores are cached per labe
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import islice
 
@@ -353,6 +353,35 @@ def rank_nodes(nodes: Iterable[NodeInfo], *, demand: Demand) -> Ranking:
     if demand.gpus > 0:
         return rank_gpu_nodes(nodes, demand=demand)
     return rank_cpu_nodes(nodes, demand=demand)
+
+
+def rank_for_placement(
+    nodes: Iterable[NodeInfo], *, demand: Demand, avoid: Iterable[str] = ()
+) -> Ranking:
+    """The ranking a placement decides on. Preferences relax, in this order, until some node
+    fits: first the nodes of the job's failed attempts (``avoid``) are left out and nodes with
+    too many recent failures excluded; then the avoided nodes come back; then the nodes over the
+    failure threshold (ranked below every healthy node by their penalty). Retry history and
+    reputation steer a job; they never strand one that a Ready node could run, such as a job
+    pinned to one node by its nodeSelector. With nothing relaxed fitting, the first ranking
+    (its rejections explain the wait)."""
+    pool = list(nodes)
+    skip = set(avoid)
+    first = rank_nodes([n for n in pool if n.name not in skip] if skip else pool, demand=demand)
+    if first.best is not None:
+        return first
+    if skip:
+        again = rank_nodes(pool, demand=demand)
+        if again.best is not None:
+            return again
+    if any(n.recent_failures >= demand.failure_threshold for n in pool):
+        lenient = rank_nodes(pool, demand=replace(demand, failure_threshold=_NO_THRESHOLD))
+        if lenient.best is not None:
+            return lenient
+    return first
+
+
+_NO_THRESHOLD = 1 << 30
 
 
 def rank_gpu_nodes(nodes: Iterable[NodeInfo], *, demand: Demand) -> Ranking:

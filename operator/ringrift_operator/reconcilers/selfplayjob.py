@@ -35,7 +35,7 @@ from ringrift_operator.managers.jobs import (
     build_selfplay_pod,
 )
 from ringrift_operator.managers.pods import PodPhase
-from ringrift_operator.managers.ranking import describe_alternatives, rank_nodes
+from ringrift_operator.managers.ranking import describe_alternatives, rank_for_placement
 from ringrift_operator.managers.selfplayjob import (
     Action,
     AttemptView,
@@ -206,11 +206,9 @@ async def _place(deps: Deps, job: SelfplayJob, decision: Decision) -> tuple[Deci
         async with deps.placement_lock:
             # Decide over the snapshot and reserve in one step, so that concurrent placements
             # each see the GPUs the others just took.
-            ranking = rank_nodes(
-                deps.cache.node_infos(exclude=decision.exclude_nodes), demand=demand
+            ranking = rank_for_placement(
+                deps.cache.node_infos(), demand=demand, avoid=decision.exclude_nodes
             )
-            if ranking.best is None and decision.exclude_nodes:
-                ranking = rank_nodes(deps.cache.node_infos(), demand=demand)
             best = ranking.best
             if best is None:
                 why = summarize(ranking.explain())

@@ -42,6 +42,7 @@ from ringrift_operator.managers.ranking import (
     is_tolerated,
     judge_node,
     rank_cpu_nodes,
+    rank_for_placement,
     rank_gpu_nodes,
     rank_nodes,
     rank_nodes_cached,
@@ -704,3 +705,41 @@ def test_alternatives_name_the_counts_and_the_runner_up() -> None:
     )
     alone = rank_nodes([gpu_node("h")], demand=ONE_GPU)
     assert describe_alternatives(alone) == "1 candidate(s), 0 rejected"
+
+
+class TestRankForPlacement:
+    """Retry history and reputation steer a placement; they never strand a job a Ready node
+    could run."""
+
+    def test_avoided_and_failing_nodes_lose_to_a_healthy_one(self) -> None:
+        nodes = [gpu_node("failed-here"), gpu_node("flaky", recent_failures=5),
+                 gpu_node("healthy", A100)]  # fmt: skip
+        ranking = rank_for_placement(nodes, demand=ONE_GPU, avoid=["failed-here"])
+        assert ranking.best is not None
+        assert ranking.best.name == "healthy"
+
+    def test_an_avoided_node_is_used_when_it_is_the_only_one(self) -> None:
+        ranking = rank_for_placement([gpu_node("failed-here")], demand=ONE_GPU,
+                                     avoid=["failed-here"])  # fmt: skip
+        assert ranking.best is not None
+        assert ranking.best.name == "failed-here"
+
+    def test_a_pinned_job_runs_on_its_node_despite_recent_failures(self) -> None:
+        pin = {"kubernetes.io/hostname": "flaky"}
+        nodes = [gpu_node("flaky", labels=pin, recent_failures=4), gpu_node("other")]
+        demand = Demand(gpus=1, node_selector=pin)
+        assert rank_nodes(nodes, demand=demand).best is None  # the strict ranking strands it
+        ranking = rank_for_placement(nodes, demand=demand)
+        assert ranking.best is not None
+        assert ranking.best.name == "flaky"
+        # Ranked with its penalty, among the failing nodes only when nothing healthy fits.
+        healthy_too = [*nodes, gpu_node("twin", labels=pin)]
+        best = rank_for_placement(healthy_too, demand=demand).best
+        assert best is not None
+        assert best.name == "twin"
+
+    def test_nothing_fits_explains_with_the_strict_ranking(self) -> None:
+        nodes = [gpu_node("full", used=8), gpu_node("flaky", used=8, recent_failures=3)]
+        ranking = rank_for_placement(nodes, demand=ONE_GPU)
+        assert ranking.best is None
+        assert any("recent failures" in line for line in ranking.explain())
