@@ -87,19 +87,9 @@ def namespace(core: Any, sandbox: Any) -> Iterator[str]:
     try:
         yield name
     finally:
-        # Wait until it is gone, pods included: the next test starts with the capacity back.
-        core.delete_namespace(name)
+        from operator_support import delete_namespace_and_wait
 
-        def gone() -> bool:
-            from kubernetes.client.rest import ApiException
-
-            try:
-                core.read_namespace(name)
-            except ApiException as e:
-                return e.status == 404
-            return False
-
-        wait_for(f"namespace {name} deleted", gone, timeout=90)
+        delete_namespace_and_wait(core, name)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -41,7 +41,7 @@ from kubernetes.client.rest import ApiException
 
 from crds_support import KINDS, ApiError
 from fuzz_support import Fuzzed, resources
-from operator_support import GROUP, VERSION, OperatorProcess
+from operator_support import GROUP, VERSION, OperatorProcess, delete_namespace_and_wait
 from ringrift_operator.api.meta import InvalidResourceError, parse_resource
 from tests_support import poll
 
@@ -66,16 +66,7 @@ def fuzz_ns(core: Any) -> Iterator[str]:
     try:
         yield name
     finally:
-        core.delete_namespace(name)
-
-        def gone() -> bool:
-            try:
-                core.read_namespace(name)
-            except ApiException as e:
-                return e.status == 404
-            return False
-
-        poll(gone, until=bool, timeout=120, what=f"namespace {name} deleted")
+        delete_namespace_and_wait(core, name, timeout=120)
 
 
 def names(error: ApiError, path: str) -> bool:

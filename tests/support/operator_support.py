@@ -155,3 +155,20 @@ def events_of(
         what=f"Events {sorted(including)} of {namespace}/{name}",
     )
     return items
+
+
+def delete_namespace_and_wait(core: Any, name: str, *, timeout: float = 90) -> None:
+    """Delete a test namespace and wait until it is gone, pods included, so that the next test
+    starts with the capacity back."""
+    from kubernetes.client.rest import ApiException
+
+    core.delete_namespace(name)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    poll(gone, until=bool, timeout=timeout, what=f"namespace {name} deleted")
