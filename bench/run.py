@@ -797,9 +797,13 @@ def main(argv: list[str] | None = None) -> int:
     if {"placement", "restart"} & set(args.parts):
         directory = args.sandbox_dir or Path(tempfile.mkdtemp(prefix="ringrift-bench-"))
         log(f"sandbox: {len(specs)} nodes ({node_spec}), {capacity} GPUs, in {directory}")
+        # Kubernetes' default node-monitor grace (50 s), not the e2e sandbox's short one: under a
+        # burst, KWOK's lease renewals for hundreds of nodes lag past 20 s, the nodes turn
+        # NotReady, and every placer's pods on them would count as lost.
         sandbox = Sandbox(
-            directory, nodes=node_spec, simulate_workloads=False, agents=False, start_timeout=300
-        )
+            directory, nodes=node_spec, simulate_workloads=False, agents=False, start_timeout=300,
+            node_monitor_grace_seconds=50,
+        )  # fmt: skip
         try:
             sandbox.start()
             log(f"sandbox up in {sandbox.timings['start']:.1f}s")
